@@ -1,0 +1,147 @@
+//! The admin unix socket: local, break-glass operations.
+//!
+//! The socket lives in the 0700 data directory and is itself 0600; on top of the file
+//! modes, every connection's peer uid (SO_PEERCRED) must be on the allow-list, so a
+//! loosened directory mode still does not open it. Refusals are counted as
+//! `rejected_total{reason="admin_peer_uid"}` and logged. The protocol is HTTP/1.1 with the
+//! same problem responses as the API.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use axum::Router;
+use axum::extract::State;
+use axum::response::Json;
+use axum::routing::get;
+use bulwark_http::metrics as m;
+use http_body_util::{BodyExt as _, Empty};
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use tokio::net::{UnixListener, UnixStream};
+use tower::ServiceExt as _;
+
+use crate::AppState;
+use crate::routes::{method_not_allowed, not_found};
+
+/// Whether a peer uid may use the admin socket.
+pub fn peer_allowed(allow: &[u32], uid: u32) -> bool {
+    allow.contains(&uid)
+}
+
+/// Binds the admin socket at `path` (mode 0600), replacing a stale socket left by a crash.
+pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
+    use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            bail!("`{}` exists and is not a socket", path.display());
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("cannot remove stale socket `{}`", path.display()))?;
+    }
+    let listener = UnixListener::bind(path)
+        .with_context(|| format!("cannot bind admin socket `{}`", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot set mode of `{}`", path.display()))?;
+    Ok(listener)
+}
+
+/// Serves the admin router on `listener`, admitting only peers whose uid is in `allow`.
+pub fn spawn(listener: UnixListener, allow: Vec<u32>, state: Arc<AppState>) {
+    let app = bulwark_http::harden(
+        bulwark_http::route_label(router(state)),
+        bulwark_http::Hardening::new(bulwark_http::Limits::default()),
+    );
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            };
+            let uid = stream.peer_cred().map(|c| c.uid()).ok();
+            if !uid.is_some_and(|u| peer_allowed(&allow, u)) {
+                metrics::counter!(m::REJECTED_TOTAL, "reason" => m::reason::ADMIN_PEER_UID)
+                    .increment(1);
+                tracing::warn!(
+                    reason = m::reason::ADMIN_PEER_UID,
+                    peer_uid = uid,
+                    "admin socket connection refused"
+                );
+                continue;
+            }
+            let app = app.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| app.clone().oneshot(req));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+}
+
+fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/admin/status", get(status))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn status(State(s): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let ready = s.readiness.status();
+    Json(json!({
+        "instance_id": s.instance_id,
+        "version": env!("CARGO_PKG_VERSION"),
+        "ready": ready.is_ok(),
+        "not_ready_reasons": ready.err().unwrap_or_default(),
+        "uptime_seconds": s.started.elapsed().as_secs(),
+        "listen": s.listen.to_string(),
+        "data_dir": s.data_dir.as_ref().map(|d| d.display().to_string()),
+        "amnesia": s.data_dir.is_none(),
+    }))
+}
+
+/// Client side: `GET path` over the admin socket; returns the status and JSON body.
+pub async fn request(socket: &Path, path: &str) -> anyhow::Result<(u16, serde_json::Value)> {
+    let stream = UnixStream::connect(socket)
+        .await
+        .with_context(|| format!("cannot connect to admin socket `{}`", socket.display()))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .context("admin socket handshake")?;
+    tokio::spawn(conn);
+    let req = http::Request::get(path)
+        .header(http::header::HOST, "admin")
+        .body(Empty::<axum::body::Bytes>::new())
+        .context("building request")?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .context("the server closed the admin connection (is this uid on the allow-list?)")?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .context("reading admin response")?;
+    let value = serde_json::from_slice(&body.to_bytes()).context("admin response is not JSON")?;
+    Ok((status, value))
+}
+
+/// Where the admin socket of a data directory is.
+pub fn default_socket(data_dir: &Path) -> PathBuf {
+    data_dir.join("admin.sock")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_list_is_exact() {
+        assert!(peer_allowed(&[0, 1000], 1000));
+        assert!(!peer_allowed(&[0, 1000], 1001));
+        assert!(!peer_allowed(&[], 0));
+    }
+}

@@ -1,0 +1,321 @@
+//! Configuration: defaults < TOML file < `BULWARK_*` environment variables < flags.
+//!
+//! One struct, [`ServeArgs`], is both the clap definition (flags and environment) and the
+//! serde definition (the TOML file), so the three sources cannot drift apart. Unknown keys in
+//! the file are an error: a typo in a security setting must not silently fall back to a
+//! default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use bulwark_http::Limits;
+use serde::Deserialize;
+
+/// Options of `bulwark serve`. Every option may also be set in the TOML file (same name,
+/// snake_case) or as `BULWARK_<NAME>`; flags win over the environment, which wins over the file.
+#[derive(clap::Args, Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeArgs {
+    /// TOML configuration file; its keys are the option names below in snake_case.
+    #[arg(long, env = "BULWARK_CONFIG", value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// Data directory, created 0700 on first start [default: ./bulwark-data].
+    #[arg(long, env = "BULWARK_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Address of the HTTPS API listener [default: 127.0.0.1:8443]; port 0 picks a free port.
+    #[arg(long, env = "BULWARK_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+
+    /// Keep everything in memory and write nothing to disk (keys and data are lost at exit).
+    #[arg(long, env = "BULWARK_AMNESIA", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub amnesia: Option<bool>,
+
+    /// Admin unix socket [default: <data-dir>/admin.sock; none with --amnesia unless set].
+    #[arg(long, env = "BULWARK_ADMIN_SOCKET", value_name = "PATH")]
+    pub admin_socket: Option<PathBuf>,
+
+    /// Peer uids allowed on the admin socket, comma-separated [default: the server's own uid].
+    #[arg(
+        long,
+        env = "BULWARK_ADMIN_UIDS",
+        value_delimiter = ',',
+        value_name = "UIDS"
+    )]
+    pub admin_uids: Option<Vec<u32>>,
+
+    /// Names in the server certificate, comma-separated [default: localhost,127.0.0.1].
+    #[arg(
+        long,
+        env = "BULWARK_SERVER_NAMES",
+        value_delimiter = ',',
+        value_name = "NAMES"
+    )]
+    pub server_names: Option<Vec<String>>,
+
+    /// Log level: error, warn, info, debug or trace [default: info].
+    #[arg(long, env = "BULWARK_LOG_LEVEL", value_name = "LEVEL")]
+    pub log_level: Option<String>,
+
+    /// Whole-request timeout in ms; 503 `timeout` after it [default: 5000].
+    #[arg(long, env = "BULWARK_REQUEST_TIMEOUT_MS", value_name = "MS")]
+    pub request_timeout_ms: Option<u64>,
+
+    /// Time allowed to send request headers, in ms; the connection is closed after it [default: 5000].
+    #[arg(long, env = "BULWARK_HEADER_READ_TIMEOUT_MS", value_name = "MS")]
+    pub header_read_timeout_ms: Option<u64>,
+
+    /// Time allowed for the TLS handshake, in ms [default: 5000].
+    #[arg(long, env = "BULWARK_HANDSHAKE_TIMEOUT_MS", value_name = "MS")]
+    pub handshake_timeout_ms: Option<u64>,
+
+    /// Requests in flight at once; 503 `too_busy` above it [default: 512].
+    #[arg(long, env = "BULWARK_MAX_INFLIGHT", value_name = "N")]
+    pub max_inflight: Option<usize>,
+
+    /// Open connections at once; more are closed at accept [default: 4096].
+    #[arg(long, env = "BULWARK_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+
+    /// Requests per second per client (GCRA); 429 `rate_limited` above it; 0 disables [default: 500].
+    #[arg(long, env = "BULWARK_RATE_LIMIT_RPS", value_name = "N")]
+    pub rate_limit_rps: Option<u32>,
+
+    /// Burst allowed above the rate [default: same as --rate-limit-rps].
+    #[arg(long, env = "BULWARK_RATE_LIMIT_BURST", value_name = "N")]
+    pub rate_limit_burst: Option<u32>,
+
+    /// Request body cap in bytes; 413 `body_too_large` above it [default: 1048576].
+    #[arg(long, env = "BULWARK_MAX_BODY_BYTES", value_name = "BYTES")]
+    pub max_body_bytes: Option<usize>,
+
+    /// Decoded body cap in bytes; 413 `decompression_cap` above it [default: 8388608].
+    #[arg(long, env = "BULWARK_MAX_DECODED_BYTES", value_name = "BYTES")]
+    pub max_decoded_bytes: Option<usize>,
+
+    /// Largest decoded/encoded ratio of a compressed body [default: 10].
+    #[arg(long, env = "BULWARK_MAX_DECOMPRESSION_RATIO", value_name = "N")]
+    pub max_decompression_ratio: Option<usize>,
+
+    /// Interval of the readiness dependency checks, in ms [default: 1000].
+    #[arg(long, env = "BULWARK_READINESS_INTERVAL_MS", value_name = "MS")]
+    pub readiness_interval_ms: Option<u64>,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `None` in amnesia mode.
+    pub data_dir: Option<PathBuf>,
+    /// API listener.
+    pub listen: SocketAddr,
+    /// Admin socket, if any.
+    pub admin_socket: Option<PathBuf>,
+    /// Admin socket allow-list.
+    pub admin_uids: Vec<u32>,
+    /// Names in the server certificate.
+    pub server_names: Vec<String>,
+    /// Log level.
+    pub log_level: String,
+    /// Hardening limits.
+    pub limits: Limits,
+    /// Readiness check interval.
+    pub readiness_interval: Duration,
+}
+
+macro_rules! overlay {
+    ($hi:ident, $lo:ident; $($f:ident),* $(,)?) => {
+        ServeArgs { config: $hi.config, $($f: $hi.$f.or($lo.$f)),* }
+    };
+}
+
+impl ServeArgs {
+    /// Fields of `self` win; unset ones are taken from `lower`.
+    pub fn overlay(self, lower: ServeArgs) -> ServeArgs {
+        overlay!(self, lower;
+            data_dir, listen, amnesia, admin_socket, admin_uids, server_names, log_level,
+            request_timeout_ms, header_read_timeout_ms, handshake_timeout_ms, max_inflight,
+            max_connections, rate_limit_rps, rate_limit_burst, max_body_bytes,
+            max_decoded_bytes, max_decompression_ratio, readiness_interval_ms)
+    }
+
+    /// Reads the TOML file named by `--config`, if any, and overlays flags and environment
+    /// (already merged by clap) on top of it.
+    pub fn with_file(self) -> anyhow::Result<ServeArgs> {
+        let Some(path) = self.config.clone() else {
+            return Ok(self);
+        };
+        let file = read_file(&path)?;
+        Ok(self.overlay(file))
+    }
+
+    /// Applies defaults and checks the values.
+    pub fn resolve(self, own_uid: u32) -> anyhow::Result<Config> {
+        let d = Limits::default();
+        let amnesia = self.amnesia.unwrap_or(false);
+        let data_dir = (!amnesia).then(|| {
+            self.data_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("./bulwark-data"))
+        });
+        let admin_socket = match (&self.admin_socket, &data_dir) {
+            (Some(p), _) => Some(p.clone()),
+            (None, Some(dir)) => Some(dir.join("admin.sock")),
+            (None, None) => None,
+        };
+        let ms = Duration::from_millis;
+        let rate = self.rate_limit_rps.unwrap_or(d.rate_per_second);
+        let limits = Limits {
+            request_timeout: self.request_timeout_ms.map_or(d.request_timeout, ms),
+            header_read_timeout: self
+                .header_read_timeout_ms
+                .map_or(d.header_read_timeout, ms),
+            handshake_timeout: self.handshake_timeout_ms.map_or(d.handshake_timeout, ms),
+            max_inflight: self.max_inflight.unwrap_or(d.max_inflight),
+            max_connections: self.max_connections.unwrap_or(d.max_connections),
+            rate_per_second: rate,
+            rate_burst: self.rate_limit_burst.unwrap_or(rate),
+            max_body_bytes: self.max_body_bytes.unwrap_or(d.max_body_bytes),
+            max_decoded_bytes: self.max_decoded_bytes.unwrap_or(d.max_decoded_bytes),
+            max_decompression_ratio: self
+                .max_decompression_ratio
+                .unwrap_or(d.max_decompression_ratio),
+        };
+        anyhow::ensure!(limits.max_inflight > 0, "max_inflight must be at least 1");
+        anyhow::ensure!(
+            limits.max_connections > 0,
+            "max_connections must be at least 1"
+        );
+        anyhow::ensure!(
+            limits.max_body_bytes > 0,
+            "max_body_bytes must be at least 1"
+        );
+        anyhow::ensure!(
+            limits.max_decompression_ratio > 0,
+            "max_decompression_ratio must be at least 1"
+        );
+        for (name, t) in [
+            ("request_timeout_ms", limits.request_timeout),
+            ("header_read_timeout_ms", limits.header_read_timeout),
+            ("handshake_timeout_ms", limits.handshake_timeout),
+        ] {
+            anyhow::ensure!(!t.is_zero(), "{name} must be at least 1");
+        }
+        let server_names = self
+            .server_names
+            .unwrap_or_else(|| vec!["localhost".into(), "127.0.0.1".into()]);
+        anyhow::ensure!(!server_names.is_empty(), "server_names must not be empty");
+        Ok(Config {
+            data_dir,
+            listen: self
+                .listen
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8443))),
+            admin_socket,
+            admin_uids: self.admin_uids.unwrap_or_else(|| vec![own_uid]),
+            server_names,
+            log_level: self.log_level.unwrap_or_else(|| "info".into()),
+            limits,
+            readiness_interval: self
+                .readiness_interval_ms
+                .map_or(Duration::from_secs(1), ms),
+        })
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<ServeArgs> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read configuration file `{}`", path.display()))?;
+    toml::from_str(&text)
+        .with_context(|| format!("invalid configuration file `{}`", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    #[test]
+    fn defaults_are_the_design_contract() {
+        let c = ServeArgs::default().resolve(1000).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8443".parse().unwrap());
+        assert_eq!(c.data_dir, Some(PathBuf::from("./bulwark-data")));
+        assert_eq!(
+            c.admin_socket,
+            Some(PathBuf::from("./bulwark-data/admin.sock"))
+        );
+        assert_eq!(c.admin_uids, vec![1000]);
+        assert_eq!(c.limits, Limits::default());
+        assert_eq!(c.limits.max_body_bytes, 1 << 20);
+        assert_eq!(c.limits.rate_per_second, 500);
+    }
+
+    #[test]
+    fn flags_beat_environment_beat_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("b.toml");
+        std::fs::write(
+            &file,
+            "max_inflight = 7\nrate_limit_rps = 9\nlog_level = \"debug\"\nmax_body_bytes = 11\n",
+        )
+        .unwrap();
+        let cli = Cli::try_parse_from([
+            "x",
+            "--config",
+            file.to_str().unwrap(),
+            "--max-inflight",
+            "3",
+        ])
+        .unwrap();
+        let mut args = cli.serve;
+        // What clap would have read from BULWARK_RATE_LIMIT_RPS.
+        args.rate_limit_rps = args.rate_limit_rps.or(Some(5));
+        let c = args.with_file().unwrap().resolve(0).unwrap();
+        assert_eq!(c.limits.max_inflight, 3, "flag wins over file");
+        assert_eq!(c.limits.rate_per_second, 5, "environment wins over file");
+        assert_eq!(c.log_level, "debug", "file wins over default");
+        assert_eq!(c.limits.max_body_bytes, 11);
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("b.toml");
+        std::fs::write(&file, "max_inflite = 7\n").unwrap();
+        let args = ServeArgs {
+            config: Some(file),
+            ..Default::default()
+        };
+        let err = args.with_file().unwrap_err();
+        assert!(format!("{err:#}").contains("max_inflite"), "{err:#}");
+    }
+
+    #[test]
+    fn amnesia_has_no_data_dir_and_no_default_socket() {
+        let args = ServeArgs {
+            amnesia: Some(true),
+            ..Default::default()
+        };
+        let c = args.resolve(0).unwrap();
+        assert!(c.data_dir.is_none());
+        assert!(c.admin_socket.is_none());
+    }
+
+    #[test]
+    fn zero_limits_are_refused() {
+        let args = ServeArgs {
+            max_inflight: Some(0),
+            ..Default::default()
+        };
+        assert!(args.resolve(0).is_err());
+    }
+}

@@ -1,0 +1,48 @@
+//! Process hygiene at start-up: no core dumps, no ptrace by same-uid processes, and a panic
+//! hook that records where a panic happened but never its payload (which may quote a
+//! secret value).
+
+use rustix::process::{self, DumpableBehavior, Resource, Rlimit};
+
+/// Sets RLIMIT_CORE to 0 and PR_SET_DUMPABLE to 0.
+pub fn disable_core_dumps() -> anyhow::Result<()> {
+    process::setrlimit(
+        Resource::Core,
+        Rlimit {
+            current: Some(0),
+            maximum: Some(0),
+        },
+    )?;
+    process::set_dumpable_behavior(DumpableBehavior::NotDumpable)?;
+    Ok(())
+}
+
+/// Whether the process is currently marked non-dumpable.
+pub fn is_dumpable() -> bool {
+    process::dumpable_behavior().map_or(true, |b| b != DumpableBehavior::NotDumpable)
+}
+
+/// Replaces the default panic hook, which prints the payload, with one that logs the
+/// location only.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_else(|| "unknown".into());
+        let thread = std::thread::current()
+            .name()
+            .unwrap_or("unnamed")
+            .to_owned();
+        tracing::error!(
+            location = location.as_str(),
+            thread = thread.as_str(),
+            "panic; payload withheld because it may contain secret material"
+        );
+    }));
+}
+
+/// The effective uid of this process (the default admin allow-list).
+pub fn current_uid() -> u32 {
+    process::geteuid().as_raw()
+}

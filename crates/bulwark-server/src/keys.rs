@@ -1,0 +1,260 @@
+//! The instance's key material: identity, root CA, server certificate, KEK, signing key.
+//!
+//! First start (no `instance-id` in the data directory) creates everything; every later
+//! start loads it and refuses to run if a key file is missing or readable by others — a
+//! silently regenerated CA or KEK would orphan every client and every ciphertext. Only the
+//! server certificate is re-issued on its own, when it is due (a third of its life left) or
+//! does not cover the configured names. In amnesia mode everything lives in memory.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use bulwark_crypto::{Kek, SigningKey};
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use time::OffsetDateTime;
+use zeroize::Zeroizing;
+
+use crate::fsutil::{read_private, write_atomic};
+
+/// Validity of the server's TLS certificate.
+pub const SERVER_CERT_VALIDITY: Duration = Duration::from_secs(30 * 24 * 3600);
+
+const INSTANCE_ID: &str = "instance-id";
+const CA_CERT: &str = "ca.pem";
+const CA_KEY: &str = "ca.key";
+const SERVER_CERT: &str = "server.pem";
+const SERVER_KEY: &str = "server.key";
+const KEK_FILE: &str = "kek.key";
+const SIGNING_KEY: &str = "signing.key";
+
+/// Everything the instance holds. No `Debug`, no `Clone`.
+pub struct InstanceKeys {
+    /// Public identifier of this instance (the journal's origin later).
+    pub instance_id: String,
+    /// Root CA certificate, PEM (public; written as `ca.pem`).
+    pub ca_cert_pem: String,
+    ca_key_pem: Zeroizing<String>,
+    /// Server certificate, PEM.
+    pub server_cert_pem: String,
+    server_key_pem: Zeroizing<String>,
+    /// The key-encryption key.
+    pub kek: Kek,
+    /// The instance signing key.
+    pub signing: SigningKey,
+}
+
+impl InstanceKeys {
+    /// Fresh material held only in memory.
+    pub fn ephemeral(names: &[String]) -> anyhow::Result<Self> {
+        let now = OffsetDateTime::now_utc();
+        let instance_id = new_instance_id()?;
+        let ca = bulwark_pki::create_root_ca(&instance_id, now)?;
+        let server = bulwark_pki::issue_server_cert(
+            &ca.cert_pem,
+            &ca.key_pem,
+            names,
+            SERVER_CERT_VALIDITY,
+            now,
+        )?;
+        Ok(Self {
+            instance_id,
+            ca_cert_pem: ca.cert_pem,
+            ca_key_pem: ca.key_pem,
+            server_cert_pem: server.cert_pem,
+            server_key_pem: server.key_pem,
+            kek: Kek::generate()?,
+            signing: SigningKey::generate()?,
+        })
+    }
+
+    /// Loads the material from `dir`, creating it on first start. Returns whether it was
+    /// created.
+    pub fn load_or_create(dir: &Path, names: &[String]) -> anyhow::Result<(Self, bool)> {
+        let id_path = dir.join(INSTANCE_ID);
+        if !id_path.exists() {
+            let present: Vec<&str> = [CA_CERT, CA_KEY, KEK_FILE, SIGNING_KEY]
+                .into_iter()
+                .filter(|f| dir.join(f).exists())
+                .collect();
+            if !present.is_empty() {
+                bail!(
+                    "`{}` has key files ({}) but no `{INSTANCE_ID}`: refusing to create new keys over them",
+                    dir.display(),
+                    present.join(", ")
+                );
+            }
+            let keys = Self::ephemeral(names)?;
+            keys.persist(dir)?;
+            return Ok((keys, true));
+        }
+        let instance_id = std::fs::read_to_string(&id_path)
+            .with_context(|| format!("cannot read `{}`", id_path.display()))?
+            .trim()
+            .to_owned();
+        let ca_cert_pem = std::fs::read_to_string(dir.join(CA_CERT))
+            .with_context(|| format!("missing `{CA_CERT}` in `{}`", dir.display()))?;
+        let ca_key_pem = read_private(&dir.join(CA_KEY))?;
+        let kek = Kek::decode(&read_private(&dir.join(KEK_FILE))?)
+            .with_context(|| format!("`{KEK_FILE}` is not a valid KEK"))?;
+        let signing = SigningKey::decode(&read_private(&dir.join(SIGNING_KEY))?)
+            .with_context(|| format!("`{SIGNING_KEY}` is not a valid signing key"))?;
+
+        let now = OffsetDateTime::now_utc();
+        let stored = std::fs::read_to_string(dir.join(SERVER_CERT))
+            .ok()
+            .zip(read_private(&dir.join(SERVER_KEY)).ok());
+        let reusable = stored.as_ref().is_some_and(|(cert, _)| {
+            bulwark_pki::summarize(cert)
+                .is_ok_and(|s| s.reusable_for(names, SERVER_CERT_VALIDITY, now))
+        });
+        let (server_cert_pem, server_key_pem) = match stored {
+            Some((cert, key)) if reusable => (cert, key),
+            _ => {
+                let issued = bulwark_pki::issue_server_cert(
+                    &ca_cert_pem,
+                    &ca_key_pem,
+                    names,
+                    SERVER_CERT_VALIDITY,
+                    now,
+                )?;
+                write_atomic(&dir.join(SERVER_KEY), issued.key_pem.as_bytes(), 0o600)?;
+                write_atomic(&dir.join(SERVER_CERT), issued.cert_pem.as_bytes(), 0o644)?;
+                tracing::info!("server certificate issued");
+                (issued.cert_pem, issued.key_pem)
+            }
+        };
+        Ok((
+            Self {
+                instance_id,
+                ca_cert_pem,
+                ca_key_pem,
+                server_cert_pem,
+                server_key_pem,
+                kek,
+                signing,
+            },
+            false,
+        ))
+    }
+
+    fn persist(&self, dir: &Path) -> anyhow::Result<()> {
+        // Keys first, the instance id last: a crash part-way leaves no `instance-id`, and
+        // the next start refuses to overwrite the partial set instead of mixing two.
+        write_atomic(&dir.join(CA_KEY), self.ca_key_pem.as_bytes(), 0o600)?;
+        write_atomic(&dir.join(CA_CERT), self.ca_cert_pem.as_bytes(), 0o644)?;
+        write_atomic(&dir.join(SERVER_KEY), self.server_key_pem.as_bytes(), 0o600)?;
+        write_atomic(
+            &dir.join(SERVER_CERT),
+            self.server_cert_pem.as_bytes(),
+            0o644,
+        )?;
+        write_atomic(&dir.join(KEK_FILE), self.kek.encode().as_bytes(), 0o600)?;
+        write_atomic(
+            &dir.join(SIGNING_KEY),
+            self.signing.encode().as_bytes(),
+            0o600,
+        )?;
+        write_atomic(
+            &dir.join(INSTANCE_ID),
+            format!("{}\n", self.instance_id).as_bytes(),
+            0o644,
+        )
+    }
+
+    /// The rustls server configuration for the API listener (TLS 1.2 and 1.3, aws-lc-rs,
+    /// ALPN h2 and http/1.1).
+    pub fn tls_config(&self) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+        let certs = CertificateDer::pem_slice_iter(self.server_cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .context("server certificate PEM")?;
+        let key = PrivateKeyDer::from_pem_slice(self.server_key_pem.as_bytes())
+            .context("server key PEM")?;
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .context("TLS protocol versions")?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .context("server certificate and key do not form a valid pair")?;
+        cfg.alpn_protocols = bulwark_http::listener::ALPN
+            .iter()
+            .map(|p| p.to_vec())
+            .collect();
+        Ok(Arc::new(cfg))
+    }
+}
+
+fn new_instance_id() -> anyhow::Result<String> {
+    let mut b = [0u8; 8];
+    bulwark_crypto::fill_random(&mut b)?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    fn names() -> Vec<String> {
+        vec!["localhost".into(), "127.0.0.1".into()]
+    }
+
+    #[test]
+    fn second_start_reuses_everything() {
+        let t = tempfile::tempdir().unwrap();
+        let (a, created) = InstanceKeys::load_or_create(t.path(), &names()).unwrap();
+        assert!(created);
+        let (b, created) = InstanceKeys::load_or_create(t.path(), &names()).unwrap();
+        assert!(!created);
+        assert_eq!(a.instance_id, b.instance_id);
+        assert_eq!(a.ca_cert_pem, b.ca_cert_pem);
+        assert_eq!(a.server_cert_pem, b.server_cert_pem);
+        assert_eq!(a.kek.kid(), b.kek.kid());
+        assert_eq!(a.signing.kid(), b.signing.kid());
+        for f in [CA_KEY, SERVER_KEY, KEK_FILE, SIGNING_KEY] {
+            let mode = std::fs::metadata(t.path().join(f))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{f}");
+        }
+        b.tls_config().unwrap();
+    }
+
+    #[test]
+    fn new_names_reissue_only_the_server_certificate() {
+        let t = tempfile::tempdir().unwrap();
+        let (a, _) = InstanceKeys::load_or_create(t.path(), &names()).unwrap();
+        let more = vec!["localhost".into(), "bulwark.internal".into()];
+        let (b, _) = InstanceKeys::load_or_create(t.path(), &more).unwrap();
+        assert_eq!(a.ca_cert_pem, b.ca_cert_pem);
+        assert_ne!(a.server_cert_pem, b.server_cert_pem);
+        assert!(
+            bulwark_pki::summarize(&b.server_cert_pem)
+                .unwrap()
+                .names
+                .contains(&"bulwark.internal".to_string())
+        );
+    }
+
+    #[test]
+    fn a_missing_kek_is_an_error_not_a_new_key() {
+        let t = tempfile::tempdir().unwrap();
+        InstanceKeys::load_or_create(t.path(), &names()).unwrap();
+        std::fs::remove_file(t.path().join(KEK_FILE)).unwrap();
+        assert!(InstanceKeys::load_or_create(t.path(), &names()).is_err());
+    }
+
+    #[test]
+    fn orphan_key_files_without_instance_id_are_not_overwritten() {
+        let t = tempfile::tempdir().unwrap();
+        InstanceKeys::load_or_create(t.path(), &names()).unwrap();
+        std::fs::remove_file(t.path().join(INSTANCE_ID)).unwrap();
+        let before = std::fs::read(t.path().join(CA_KEY)).unwrap();
+        assert!(InstanceKeys::load_or_create(t.path(), &names()).is_err());
+        assert_eq!(before, std::fs::read(t.path().join(CA_KEY)).unwrap());
+    }
+}

@@ -1,0 +1,154 @@
+//! Bulwark's composition root.
+//!
+//! Owns: resolving configuration, preparing the data directory and the instance's keys,
+//! composing the routers behind the hardening stack, the listeners (HTTPS API, admin unix
+//! socket), readiness and metrics.
+//!
+//! Must never: contain protocol or policy logic that belongs in a pure crate (limits,
+//! problem codes, Merkle math, permission rules live elsewhere); open a plaintext TCP
+//! listener; write anything to disk in amnesia mode.
+
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod config;
+mod fsutil;
+pub mod hygiene;
+pub mod keys;
+pub mod readiness;
+pub mod routes;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+
+pub use config::{Config, ServeArgs};
+use keys::InstanceKeys;
+use readiness::Readiness;
+
+/// State shared by the API and admin routers.
+pub struct AppState {
+    /// Readiness of the instance.
+    pub readiness: Arc<Readiness>,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+    /// This instance's id.
+    pub instance_id: String,
+    /// When the process started serving.
+    pub started: Instant,
+    /// The bound API address.
+    pub listen: SocketAddr,
+    /// The data directory (`None` in amnesia mode).
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Runs `bulwark serve` until SIGINT or SIGTERM.
+pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let metrics = bulwark_http::metrics::install().context("installing metrics recorder")?;
+    let readiness = Readiness::new();
+
+    let (keys, created) = match &cfg.data_dir {
+        Some(dir) => {
+            fsutil::ensure_private_dir(dir)?;
+            InstanceKeys::load_or_create(dir, &cfg.server_names)?
+        }
+        None => (InstanceKeys::ephemeral(&cfg.server_names)?, true),
+    };
+    let tls = keys.tls_config()?;
+    let (_tls_tx, tls_rx) = tokio::sync::watch::channel(tls);
+
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let listen = listener.local_addr()?;
+
+    let state = Arc::new(AppState {
+        readiness: readiness.clone(),
+        metrics: metrics.clone(),
+        instance_id: keys.instance_id.clone(),
+        started: Instant::now(),
+        listen,
+        data_dir: cfg.data_dir.clone(),
+    });
+
+    if let Some(path) = &cfg.admin_socket {
+        let l = admin::bind(path)?;
+        admin::spawn(l, cfg.admin_uids.clone(), state.clone());
+    }
+
+    let hardening = bulwark_http::Hardening::new(cfg.limits.clone());
+    spawn_housekeeping(hardening.clone(), metrics);
+    if let Some(dir) = &cfg.data_dir {
+        readiness::spawn_storage_probe(readiness.clone(), dir.clone(), cfg.readiness_interval);
+    }
+    let app = bulwark_http::harden(
+        bulwark_http::route_label(routes::api_router(state.clone())),
+        hardening,
+    );
+
+    tracing::info!(
+        addr = %listen,
+        instance_id = keys.instance_id.as_str(),
+        created,
+        data_dir = cfg.data_dir.as_ref().map(|d| d.display().to_string()),
+        admin_socket = cfg.admin_socket.as_ref().map(|d| d.display().to_string()),
+        signing_kid = keys.signing.kid(),
+        kek_kid = keys.kek.kid(),
+        "listening"
+    );
+    if cfg.data_dir.is_none() {
+        // Amnesia writes no ca.pem; the (public) CA certificate is logged once instead so
+        // that clients can still verify the server.
+        tracing::info!(
+            ca_pem = keys.ca_cert_pem.as_str(),
+            "amnesia mode: nothing is written to disk"
+        );
+    }
+    readiness.mark_started();
+
+    bulwark_http::listener::serve_tls(listener, tls_rx, app, &cfg.limits, shutdown_signal()).await;
+
+    if let Some(path) = &cfg.admin_socket {
+        let _ = std::fs::remove_file(path);
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn spawn_housekeeping(h: Arc<bulwark_http::Hardening>, metrics: PrometheusHandle) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            tick.tick().await;
+            h.forget_idle_clients();
+            metrics.run_upkeep();
+        }
+    });
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+/// Installs JSON logging to stdout.
+pub fn init_logging(level: &str) {
+    bulwark_http::telemetry::init("bulwark", level);
+}
