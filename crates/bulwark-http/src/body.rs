@@ -51,10 +51,8 @@ pub(crate) async fn guard(State(h): State<Arc<Hardening>>, req: Request, next: N
         Err(e) => return refusal(Problem::new(e.code(), encoding_detail(e))),
     };
 
-    if let Some(declared) = content_length(&req) {
-        if declared > max as u64 {
-            return refusal(too_large(max));
-        }
+    if content_length(&req).is_some_and(|declared| declared > max as u64) {
+        return refusal(too_large(max));
     }
 
     let (mut parts, body) = req.into_parts();
@@ -81,7 +79,10 @@ pub(crate) async fn guard(State(h): State<Arc<Hardening>>, req: Request, next: N
             max_ratio: limits.max_decompression_ratio,
         };
         // Decoding is CPU work on at most `max_body_bytes` of input: keep it off the
-        // reactor threads.
+        // reactor threads, and bounded in concurrency.
+        let Some(_slot) = h.decode_slot().await else {
+            return refusal(Problem::new(ProblemCode::Internal, "decoder unavailable"));
+        };
         let decoded =
             tokio::task::spawn_blocking(move || decode::decode_bounded(coding, &bytes, limits))
                 .await;

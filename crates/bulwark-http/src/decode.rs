@@ -118,9 +118,10 @@ pub fn decode_bounded(
         }
         Coding::Zstd => {
             // ruzstd reserves the frame's declared window up front (up to 100 MiB): refuse a
-            // window larger than anything we would accept before the decoder sees it.
+            // window larger than the largest body we would accept before the decoder sees
+            // it. (Not `cap`: encoders declare at least 1 KiB even for tiny bodies.)
             let window = zstd_window_size(input).ok_or(DecodeError::Invalid)?;
-            if window > cap as u64 {
+            if window > limits.max_decoded as u64 {
                 return Err(DecodeError::Cap);
             }
             let mut src = input;
@@ -318,6 +319,12 @@ mod tests {
             decode_bounded(Coding::Zstd, &frame, LIMITS),
             Err(DecodeError::Cap)
         );
+    }
+
+    #[test]
+    fn small_zstd_bodies_with_a_minimum_window_decode() {
+        let enc = zstd(b"{}");
+        assert_eq!(decode_bounded(Coding::Zstd, &enc, LIMITS).unwrap(), b"{}");
     }
 
     #[test]

@@ -44,6 +44,7 @@ pub struct Hardening {
     inflight: Arc<Semaphore>,
     limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
     clock: DefaultClock,
+    decode_slots: Semaphore,
 }
 
 impl Hardening {
@@ -58,12 +59,22 @@ impl Hardening {
             limits,
             limiter,
             clock: DefaultClock::default(),
+            // Decoding is CPU- and memory-bound (up to the decoded cap each): at most two
+            // per core at once, so a flood of compressed bodies cannot multiply either.
+            decode_slots: Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
+            ),
         })
     }
 
     /// The limits in force.
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Waits for a decoding slot (bounded by the request timeout around it).
+    pub(crate) async fn decode_slot(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.decode_slots.acquire().await.ok()
     }
 
     /// Forgets rate-limit state of clients that are idle; call periodically so memory stays
@@ -189,8 +200,10 @@ fn method_label(m: &Method) -> &'static str {
 // === impl rate_limit ===
 
 async fn rate_limit(State(h): State<Arc<Hardening>>, req: Request, next: Next) -> Response {
-    if let (Some(limiter), Some(peer)) = (&h.limiter, req.extensions().get::<PeerAddr>()) {
-        if let Err(not_until) = limiter.check_key(&peer.0.ip()) {
+    if let (Some(limiter), Some(peer)) = (&h.limiter, req.extensions().get::<PeerAddr>())
+        && let Err(not_until) = limiter.check_key(&peer.0.ip())
+    {
+        {
             let wait = not_until.wait_time_from(h.clock.now());
             let secs = retry_after_secs(wait);
             return refusal(

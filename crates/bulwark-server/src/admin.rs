@@ -99,6 +99,7 @@ async fn status(State(s): State<Arc<AppState>>) -> Json<serde_json::Value> {
         "listen": s.listen.to_string(),
         "data_dir": s.data_dir.as_ref().map(|d| d.display().to_string()),
         "amnesia": s.data_dir.is_none(),
+        "dumpable": crate::hygiene::is_dumpable(),
     }))
 }
 

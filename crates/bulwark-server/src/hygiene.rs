@@ -19,7 +19,10 @@ pub fn disable_core_dumps() -> anyhow::Result<()> {
 
 /// Whether the process is currently marked non-dumpable.
 pub fn is_dumpable() -> bool {
-    process::dumpable_behavior().map_or(true, |b| b != DumpableBehavior::NotDumpable)
+    !matches!(
+        process::dumpable_behavior(),
+        Ok(DumpableBehavior::NotDumpable)
+    )
 }
 
 /// Replaces the default panic hook, which prints the payload, with one that logs the
