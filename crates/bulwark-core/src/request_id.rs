@@ -29,7 +29,7 @@ impl RequestId {
         String::from_utf8(raw.to_vec()).ok().map(Self)
     }
 
-    /// Builds an id from 16 random bytes supplied by the caller (this crate has no RNG).
+    /// Builds an id from 16 bytes supplied by the caller (this crate has no RNG), as hex.
     pub fn from_random(bytes: [u8; 16]) -> Self {
         let mut s = String::with_capacity(32);
         for b in bytes {

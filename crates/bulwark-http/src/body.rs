@@ -9,12 +9,8 @@
 //! - A `Transfer-Encoding` other than `chunked` is refused: we never let a coding slip past
 //!   the guard in the transfer layer.
 
-use std::sync::Arc;
-
 use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::extract::Request;
 use bulwark_core::{Problem, ProblemCode};
 use http::{HeaderValue, header};
 use http_body::Body as _;
@@ -22,9 +18,9 @@ use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 
 use crate::decode::{self, Coding, DecodeLimits};
 use crate::layers::Hardening;
-use crate::problem::refusal;
 
-pub(crate) async fn guard(State(h): State<Arc<Hardening>>, req: Request, next: Next) -> Response {
+/// Checks and buffers the body; `Err` is the refusal to answer instead of routing.
+pub(crate) async fn guard(h: &Hardening, req: Request) -> Result<Request, Problem> {
     let limits = h.limits();
     let max = limits.max_body_bytes;
 
@@ -34,7 +30,7 @@ pub(crate) async fn guard(State(h): State<Arc<Hardening>>, req: Request, next: N
             .split(|b| *b == b',')
             .all(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
         if !only_chunked {
-            return refusal(Problem::new(
+            return Err(Problem::new(
                 ProblemCode::EncodingUnsupported,
                 "transfer codings other than chunked are refused",
             ));
@@ -48,23 +44,25 @@ pub(crate) async fn guard(State(h): State<Arc<Hardening>>, req: Request, next: N
             .map(HeaderValue::as_bytes),
     ) {
         Ok(c) => c,
-        Err(e) => return refusal(Problem::new(e.code(), encoding_detail(e))),
+        Err(e) => return Err(Problem::new(e.code(), encoding_detail(e))),
     };
 
     if content_length(&req).is_some_and(|declared| declared > max as u64) {
-        return refusal(too_large(max));
+        return Err(too_large(max));
     }
 
     let (mut parts, body) = req.into_parts();
     if body.is_end_stream() {
-        return next.run(Request::from_parts(parts, body)).await;
+        return Ok(Request::from_parts(parts, body));
     }
 
     let bytes = match Limited::new(body, max).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return refusal(too_large(max)),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            return Err(too_large(max));
+        }
         Err(_) => {
-            return refusal(Problem::new(
+            return Err(Problem::new(
                 ProblemCode::BadRequest,
                 "the request body could not be read",
             ));
@@ -81,7 +79,7 @@ pub(crate) async fn guard(State(h): State<Arc<Hardening>>, req: Request, next: N
         // Decoding is CPU work on at most `max_body_bytes` of input: keep it off the
         // reactor threads, and bounded in concurrency.
         let Some(_slot) = h.decode_slot().await else {
-            return refusal(Problem::new(ProblemCode::Internal, "decoder unavailable"));
+            return Err(Problem::new(ProblemCode::Internal, "decoder unavailable"));
         };
         let decoded =
             tokio::task::spawn_blocking(move || decode::decode_bounded(coding, &bytes, limits))
@@ -91,9 +89,9 @@ pub(crate) async fn guard(State(h): State<Arc<Hardening>>, req: Request, next: N
                 parts.headers.remove(header::CONTENT_ENCODING);
                 bytes::Bytes::from(d)
             }
-            Ok(Err(e)) => return refusal(Problem::new(e.code(), encoding_detail(e))),
+            Ok(Err(e)) => return Err(Problem::new(e.code(), encoding_detail(e))),
             Err(_) => {
-                return refusal(Problem::new(ProblemCode::Internal, "decoding failed"));
+                return Err(Problem::new(ProblemCode::Internal, "decoding failed"));
             }
         }
     };
@@ -101,8 +99,7 @@ pub(crate) async fn guard(State(h): State<Arc<Hardening>>, req: Request, next: N
     parts
         .headers
         .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
+    Ok(Request::from_parts(parts, Body::from(bytes)))
 }
 
 fn content_length(req: &Request) -> Option<u64> {

@@ -1,16 +1,19 @@
-//! The hardening stack, outermost first:
+//! The hardening stack. One middleware runs the steps in order, outermost first:
 //!
-//! 1. `observe`: request id, problem rendering, metrics, refusal logs;
-//! 2. `rate_limit`: per-client GCRA, 429 `rate_limited` with `Retry-After`;
-//! 3. `inflight`: a semaphore, 503 `too_busy`;
-//! 4. `timeout`: the whole request, body included, 503 `timeout`;
-//! 5. `body::guard`: body cap and decompression guard (413/415).
+//! 1. observe: request id, then (on the way out) problem rendering, metrics, refusal logs;
+//! 2. rate limit: per-client GCRA, 429 `rate_limited` with `Retry-After`;
+//! 3. in-flight cap: a semaphore, 503 `too_busy`;
+//! 4. timeout: around everything below, body included, 503 `timeout`;
+//! 5. body guard: body cap and decompression guard (413/415), see [`crate::body`].
 //!
-//! Then routing. Every route, the fallback included, sits behind all five.
+//! Then routing. Every route, the fallback included, sits behind all five. The steps are
+//! plain functions composed in one future rather than five nested middlewares: nesting
+//! cost more than the checks themselves (see docs/BENCHMARKS.md).
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -21,7 +24,8 @@ use bulwark_core::{Problem, ProblemCode, RequestId};
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use http::{HeaderName, HeaderValue, Method};
-use tokio::sync::Semaphore;
+use metrics::{Counter, Gauge, Histogram};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::limits::Limits;
 use crate::metrics as m;
@@ -36,15 +40,21 @@ pub struct PeerAddr(pub SocketAddr);
 
 /// The matched route template, carried on the response for the metrics label.
 #[derive(Debug, Clone)]
-pub struct RouteLabel(pub Arc<str>);
+pub struct RouteLabel(pub MatchedPath);
 
 /// Shared state of the hardening stack.
+///
+/// Metric handles are resolved when this is built: install the recorder first
+/// ([`crate::metrics::install`]).
 pub struct Hardening {
     limits: Limits,
     inflight: Arc<Semaphore>,
     limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
     clock: DefaultClock,
     decode_slots: Semaphore,
+    inflight_gauge: Gauge,
+    latency: Histogram,
+    requests: RequestCounters,
 }
 
 impl Hardening {
@@ -64,6 +74,9 @@ impl Hardening {
             decode_slots: Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
             ),
+            inflight_gauge: metrics::gauge!(m::INFLIGHT_REQUESTS),
+            latency: metrics::histogram!(m::REQUEST_LATENCY_SECONDS),
+            requests: RequestCounters::default(),
         })
     }
 
@@ -85,20 +98,60 @@ impl Hardening {
             l.shrink_to_fit();
         }
     }
+
+    // === impl rate limit ===
+
+    fn check_rate(&self, req: &Request) -> Result<(), Problem> {
+        let (Some(limiter), Some(peer)) = (&self.limiter, req.extensions().get::<PeerAddr>())
+        else {
+            return Ok(());
+        };
+        limiter.check_key(&peer.0.ip()).map_err(|not_until| {
+            let secs = retry_after_secs(not_until.wait_time_from(self.clock.now()));
+            Problem::new(
+                ProblemCode::RateLimited,
+                "request rate over the limit for this client",
+            )
+            .retry_after(secs)
+        })
+    }
+
+    // === impl in-flight cap ===
+
+    fn admit(&self) -> Result<InflightGuard, Problem> {
+        match self.inflight.clone().try_acquire_owned() {
+            Ok(permit) => {
+                self.inflight_gauge.increment(1.0);
+                Ok(InflightGuard {
+                    _permit: permit,
+                    gauge: self.inflight_gauge.clone(),
+                })
+            }
+            Err(_) => Err(
+                Problem::new(ProblemCode::TooBusy, "too many requests in flight").retry_after(1),
+            ),
+        }
+    }
+
+    // === impl timeout ===
+
+    fn timed_out(&self) -> Problem {
+        Problem::new(
+            ProblemCode::Timeout,
+            format!(
+                "request did not complete within {} ms",
+                self.limits.request_timeout.as_millis()
+            ),
+        )
+        .retry_after(1)
+    }
 }
 
-/// Wraps `router` in the hardening stack. The layers run before routing.
+/// Wraps `router` in the hardening stack. The stack runs before routing.
 pub fn harden(router: Router, state: Arc<Hardening>) -> Router {
     Router::new()
         .fallback_service(router)
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            crate::body::guard,
-        ))
-        .layer(middleware::from_fn_with_state(state.clone(), timeout))
-        .layer(middleware::from_fn_with_state(state.clone(), inflight))
-        .layer(middleware::from_fn_with_state(state, rate_limit))
-        .layer(middleware::from_fn(observe))
+        .layer(middleware::from_fn_with_state(state, stack))
 }
 
 /// A layer for the inner router: records the matched route template on the response.
@@ -107,10 +160,7 @@ pub fn route_label(router: Router) -> Router {
 }
 
 async fn tag_route(req: Request, next: Next) -> Response {
-    let label: Option<Arc<str>> = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().into());
+    let label = req.extensions().get::<MatchedPath>().cloned();
     let mut resp = next.run(req).await;
     if let Some(l) = label {
         resp.extensions_mut().insert(RouteLabel(l));
@@ -118,9 +168,7 @@ async fn tag_route(req: Request, next: Next) -> Response {
     resp
 }
 
-// === impl observe ===
-
-async fn observe(mut req: Request, next: Next) -> Response {
+async fn stack(State(h): State<Arc<Hardening>>, mut req: Request, next: Next) -> Response {
     let start = Instant::now();
     let request_id = req
         .headers()
@@ -131,16 +179,42 @@ async fn observe(mut req: Request, next: Next) -> Response {
     let method = method_label(req.method());
     let peer = req.extensions().get::<PeerAddr>().map(|p| p.0);
 
-    let mut resp = next.run(req).await;
+    let resp = admit_and_run(&h, req, next).await.unwrap_or_else(refusal);
+    finish(&h, resp, &request_id, method, peer, start)
+}
 
+/// Steps 2–5; `Err` is the refusal that answers instead of the route.
+async fn admit_and_run(h: &Hardening, req: Request, next: Next) -> Result<Response, Problem> {
+    h.check_rate(&req)?;
+    let _slot = h.admit()?;
+    let run = async {
+        let req = crate::body::guard(h, req).await?;
+        Ok(next.run(req).await)
+    };
+    tokio::time::timeout(h.limits.request_timeout, run)
+        .await
+        .unwrap_or_else(|_| Err(h.timed_out()))
+}
+
+// === impl observe ===
+
+fn finish(
+    h: &Hardening,
+    mut resp: Response,
+    request_id: &RequestId,
+    method: &'static str,
+    peer: Option<SocketAddr>,
+    start: Instant,
+) -> Response {
     if let Some(p) = resp.extensions_mut().remove::<PendingProblem>() {
         let code = p.problem.code.as_str();
+        let peer = peer.map(|p| p.to_string());
         if p.refusal {
             metrics::counter!(m::REJECTED_TOTAL, "reason" => code).increment(1);
             tracing::warn!(
                 reason = code,
                 corr_id = request_id.as_str(),
-                peer_addr = peer.map(|p| p.to_string()),
+                peer_addr = peer,
                 status = p.problem.code.status(),
                 "request refused"
             );
@@ -148,7 +222,7 @@ async fn observe(mut req: Request, next: Next) -> Response {
             tracing::info!(
                 code,
                 corr_id = request_id.as_str(),
-                peer_addr = peer.map(|p| p.to_string()),
+                peer_addr = peer,
                 status = p.problem.code.status(),
                 "request answered with a problem"
             );
@@ -161,26 +235,70 @@ async fn observe(mut req: Request, next: Next) -> Response {
     let route = resp
         .extensions()
         .get::<RouteLabel>()
-        .map_or_else(|| "-".to_owned(), |r| r.0.to_string());
-    metrics::counter!(
-        m::HTTP_REQUESTS_TOTAL,
-        "route" => route,
-        "method" => method,
-        "status" => resp.status().as_u16().to_string()
-    )
-    .increment(1);
-    metrics::histogram!(m::REQUEST_LATENCY_SECONDS).record(start.elapsed().as_secs_f64());
+        .map_or("-", |r| r.0.as_str());
+    h.requests
+        .get(route, method, resp.status().as_u16())
+        .increment(1);
+    h.latency.record(start.elapsed().as_secs_f64());
     resp
 }
 
-fn new_request_id() -> RequestId {
-    let mut b = [0u8; 16];
-    // On a failing system RNG the id is still unique enough to correlate logs: fall back
-    // to the monotonic clock rather than refusing the request.
-    if aws_lc_rs::rand::fill(&mut b).is_err() {
-        let t = Instant::now().elapsed().as_nanos().to_le_bytes();
-        b = t;
+/// `http_requests_total` handles by (route, method, status), resolved once each: building
+/// a labelled key per request (allocation, sorting) cost more than the request's checks.
+/// Bounded: routes are templates (or `-`), methods and statuses are finite sets.
+#[derive(Default)]
+struct RequestCounters {
+    by_route: RwLock<HashMap<Box<str>, ByMethodStatus>>,
+}
+
+type ByMethodStatus = HashMap<(&'static str, u16), Counter>;
+
+impl RequestCounters {
+    fn get(&self, route: &str, method: &'static str, status: u16) -> Counter {
+        if let Ok(map) = self.by_route.read()
+            && let Some(c) = map.get(route).and_then(|m| m.get(&(method, status)))
+        {
+            return c.clone();
+        }
+        let counter = metrics::counter!(
+            m::HTTP_REQUESTS_TOTAL,
+            "route" => route.to_owned(),
+            "method" => method,
+            "status" => status.to_string()
+        );
+        if let Ok(mut map) = self.by_route.write() {
+            map.entry(route.into())
+                .or_default()
+                .insert((method, status), counter.clone());
+        }
+        counter
     }
+}
+
+/// A fresh request id: a random 64-bit prefix drawn once per process and a counter, as 32
+/// hex digits. Ids are for correlation, not secrets: unique is what matters, and drawing
+/// 16 random bytes per request cost more than the rest of the request id work together.
+fn new_request_id() -> RequestId {
+    static PREFIX: std::sync::OnceLock<[u8; 8]> = std::sync::OnceLock::new();
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| {
+        let mut b = [0u8; 8];
+        if aws_lc_rs::rand::fill(&mut b).is_err() {
+            // A failing RNG must not refuse requests: fall back to the start time.
+            b = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos()
+                .to_le_bytes()[..8]
+                .try_into()
+                .unwrap_or([0; 8]);
+        }
+        b
+    });
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(prefix);
+    b[8..].copy_from_slice(&n.to_be_bytes());
     RequestId::from_random(b)
 }
 
@@ -197,85 +315,37 @@ fn method_label(m: &Method) -> &'static str {
     }
 }
 
-// === impl rate_limit ===
-
-async fn rate_limit(State(h): State<Arc<Hardening>>, req: Request, next: Next) -> Response {
-    if let (Some(limiter), Some(peer)) = (&h.limiter, req.extensions().get::<PeerAddr>())
-        && let Err(not_until) = limiter.check_key(&peer.0.ip())
-    {
-        {
-            let wait = not_until.wait_time_from(h.clock.now());
-            let secs = retry_after_secs(wait);
-            return refusal(
-                Problem::new(
-                    ProblemCode::RateLimited,
-                    "request rate over the limit for this client",
-                )
-                .retry_after(secs),
-            );
-        }
-    }
-    next.run(req).await
-}
-
 /// `Retry-After` in whole seconds, rounded up, at least 1.
 fn retry_after_secs(wait: Duration) -> u64 {
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     secs.max(1)
 }
 
-// === impl inflight ===
-
-async fn inflight(State(h): State<Arc<Hardening>>, req: Request, next: Next) -> Response {
-    let Ok(permit) = h.inflight.clone().try_acquire_owned() else {
-        return refusal(
-            Problem::new(ProblemCode::TooBusy, "too many requests in flight").retry_after(1),
-        );
-    };
-    let _guard = InflightGuard::enter(permit);
-    next.run(req).await
-}
-
 /// Holds an in-flight slot and keeps the gauge true even when the request's future is
 /// dropped (client gone, timeout).
 struct InflightGuard {
-    _permit: tokio::sync::OwnedSemaphorePermit,
-}
-
-impl InflightGuard {
-    fn enter(permit: tokio::sync::OwnedSemaphorePermit) -> Self {
-        metrics::gauge!(m::INFLIGHT_REQUESTS).increment(1.0);
-        Self { _permit: permit }
-    }
+    _permit: OwnedSemaphorePermit,
+    gauge: Gauge,
 }
 
 impl Drop for InflightGuard {
     fn drop(&mut self) {
-        metrics::gauge!(m::INFLIGHT_REQUESTS).decrement(1.0);
-    }
-}
-
-// === impl timeout ===
-
-async fn timeout(State(h): State<Arc<Hardening>>, req: Request, next: Next) -> Response {
-    match tokio::time::timeout(h.limits.request_timeout, next.run(req)).await {
-        Ok(resp) => resp,
-        Err(_) => refusal(
-            Problem::new(
-                ProblemCode::Timeout,
-                format!(
-                    "request did not complete within {} ms",
-                    h.limits.request_timeout.as_millis()
-                ),
-            )
-            .retry_after(1),
-        ),
+        self.gauge.decrement(1.0);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generated_request_ids_are_unique_and_well_formed() {
+        let a = new_request_id();
+        let b = new_request_id();
+        assert_ne!(a, b);
+        assert_eq!(a.as_str().len(), 32);
+        assert_eq!(a.as_str()[..16], b.as_str()[..16], "same process prefix");
+    }
 
     #[test]
     fn retry_after_rounds_up_and_is_at_least_one() {
