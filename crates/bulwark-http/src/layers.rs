@@ -236,10 +236,20 @@ fn finish(
         .extensions()
         .get::<RouteLabel>()
         .map_or("-", |r| r.0.as_str());
-    h.requests
-        .get(route, method, resp.status().as_u16())
-        .increment(1);
-    h.latency.record(start.elapsed().as_secs_f64());
+    let status = resp.status().as_u16();
+    let elapsed = start.elapsed();
+    h.requests.get(route, method, status).increment(1);
+    h.latency.record(elapsed.as_secs_f64());
+    // The access log, off at the default level: one line per request with its corr_id.
+    tracing::debug!(
+        corr_id = request_id.as_str(),
+        method,
+        route,
+        status,
+        latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        peer_addr = peer.map(|p| p.to_string()),
+        "request"
+    );
     resp
 }
 

@@ -64,21 +64,29 @@ pub async fn serve_tls(
         let builder = builder.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let tls_stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
-                .await
-            {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    metrics::counter!(m::TLS_HANDSHAKE_FAILURES_TOTAL).increment(1);
-                    tracing::info!(peer_addr = %peer, error = %e, "tls handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    metrics::counter!(m::TLS_HANDSHAKE_FAILURES_TOTAL).increment(1);
-                    tracing::info!(peer_addr = %peer, reason = "handshake_timeout", "tls handshake timed out");
-                    return;
-                }
-            };
+            let tls_stream =
+                match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        metrics::counter!(m::TLS_HANDSHAKE_FAILURES_TOTAL).increment(1);
+                        tracing::info!(
+                            peer_addr = %peer,
+                            reason = "tls_handshake_failed",
+                            error = %e,
+                            "tls handshake failed"
+                        );
+                        return;
+                    }
+                    Err(_) => {
+                        metrics::counter!(m::TLS_HANDSHAKE_FAILURES_TOTAL).increment(1);
+                        tracing::info!(
+                            peer_addr = %peer,
+                            reason = "tls_handshake_timeout",
+                            "tls handshake timed out"
+                        );
+                        return;
+                    }
+                };
             let svc = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
                 req.extensions_mut().insert(PeerAddr(peer));
                 app.clone().oneshot(req)

@@ -49,3 +49,43 @@ pub fn install_panic_hook() {
 pub fn current_uid() -> u32 {
     process::geteuid().as_raw()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_panic_quoting_a_secret_is_logged_without_its_payload() {
+        let buf = Buf::default();
+        let sub = tracing_subscriber::registry().with(bulwark_http::telemetry::JsonLines::new(
+            "bulwark",
+            buf.clone(),
+        ));
+        install_panic_hook();
+        let secret = "hunter2-super-secret-value";
+        let result = tracing::subscriber::with_default(sub, || {
+            std::panic::catch_unwind(|| panic!("decrypt failed for value {secret}"))
+        });
+        let _ = std::panic::take_hook();
+        assert!(result.is_err());
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("payload withheld"), "{text}");
+        assert!(text.contains("hygiene.rs"), "location is logged: {text}");
+        assert!(!text.contains(secret), "{text}");
+    }
+}

@@ -91,6 +91,15 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         hardening,
     );
 
+    if cfg.data_dir.is_none() {
+        // Amnesia writes no ca.pem; the (public) CA certificate is logged once instead so
+        // that clients can still verify the server. Logged before "listening", which
+        // clients and tests wait for.
+        tracing::info!(
+            ca_pem = keys.ca_cert_pem.as_str(),
+            "amnesia mode: nothing is written to disk"
+        );
+    }
     tracing::info!(
         addr = %listen,
         instance_id = keys.instance_id.as_str(),
@@ -101,14 +110,6 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         kek_kid = keys.kek.kid(),
         "listening"
     );
-    if cfg.data_dir.is_none() {
-        // Amnesia writes no ca.pem; the (public) CA certificate is logged once instead so
-        // that clients can still verify the server.
-        tracing::info!(
-            ca_pem = keys.ca_cert_pem.as_str(),
-            "amnesia mode: nothing is written to disk"
-        );
-    }
     readiness.mark_started();
 
     bulwark_http::listener::serve_tls(listener, tls_rx, app, &cfg.limits, shutdown_signal()).await;

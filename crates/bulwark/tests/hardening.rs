@@ -101,12 +101,11 @@ async fn body_over_cap_is_refused_in_every_framing() {
 
     let after = s.metric(r#"rejected_total{reason="body_too_large"}"#).await;
     assert_eq!(after - before, 4.0);
-    let refused = s.logs_with("request refused");
+    let refused = s.await_logs("request refused", 4, |l| {
+        l["reason"] == "body_too_large" && l["corr_id"].is_string()
+    });
     assert_eq!(
-        refused
-            .iter()
-            .filter(|l| l["reason"] == "body_too_large" && l["corr_id"].is_string())
-            .count(),
+        refused.len(),
         4,
         "one JSON log line per refusal, with reason and corr_id"
     );

@@ -90,10 +90,13 @@ impl Server {
                 let Ok(line) = line else { break };
                 let v: serde_json::Value = serde_json::from_str(&line)
                     .unwrap_or_else(|_| panic!("log line is not JSON: {line}"));
-                if v["msg"] == "listening" {
-                    let _ = tx.send(v.clone());
+                // Record the line before signalling, so that a caller woken by "listening"
+                // sees it and every line before it.
+                let listening = v["msg"] == "listening";
+                sink.lock().unwrap().push(v.clone());
+                if listening {
+                    let _ = tx.send(v);
                 }
-                sink.lock().unwrap().push(v);
             }
         });
         let listening = rx
@@ -123,6 +126,28 @@ impl Server {
             .filter(|v| v["msg"] == msg)
             .cloned()
             .collect()
+    }
+
+    /// Waits (up to 5 s) until at least `n` log lines with `msg` match `pred`, then returns
+    /// them: the server writes a line before it answers, but our reader thread may lag.
+    pub fn await_logs(
+        &self,
+        msg: &str,
+        n: usize,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let found: Vec<_> = self
+                .logs_with(msg)
+                .into_iter()
+                .filter(|v| pred(v))
+                .collect();
+            if found.len() >= n || Instant::now() > deadline {
+                return found;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn tls_config(&self, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
