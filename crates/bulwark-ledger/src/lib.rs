@@ -1,0 +1,20 @@
+//! Bulwark's journal: the verifiable ledger that is both audit log and source of truth.
+//!
+//! Owns: the RFC 9162 Merkle tree, inclusion and consistency proofs and their pure
+//! verifiers ([`merkle`]); canonical journal entries ([`entry`]); signed checkpoints and
+//! verifier keys in the C2SP formats ([`checkpoint`]).
+//!
+//! Must never: perform I/O (stores implement the journal elsewhere), accept secret
+//! material into an entry, or verify anything by trusting stored intermediate hashes
+//! that it did not recompute.
+
+#![forbid(unsafe_code)]
+
+pub mod appender;
+pub mod checkpoint;
+pub mod entry;
+pub mod journal;
+pub mod merkle;
+pub mod projection;
+
+pub use appender::{AppendError, Appended, Ledger, LedgerConfig, OpenError};

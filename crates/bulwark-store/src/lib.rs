@@ -1,0 +1,16 @@
+//! Bulwark's journal stores.
+//!
+//! Owns: the [`MemoryJournal`] (amnesia mode) and the [`SqliteJournal`] (the embedded
+//! default: WAL, `synchronous=FULL`, append-only by triggers, forward-only migrations).
+//! A PostgreSQL store for several replicas arrives with the scale-out issue.
+//!
+//! Must never: update or delete a journal row, acknowledge an append before it is durable,
+//! or interpret entry bytes (that is the ledger's job).
+
+#![forbid(unsafe_code)]
+
+mod memory;
+mod sqlite;
+
+pub use memory::MemoryJournal;
+pub use sqlite::SqliteJournal;

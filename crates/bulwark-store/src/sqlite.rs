@@ -1,0 +1,270 @@
+//! The SQLite journal: one writer connection, WAL, `synchronous=FULL`; the journal table
+//! refuses UPDATE and DELETE by trigger, and migrations only go forward.
+
+use std::path::Path;
+
+use bulwark_ledger::journal::{Journal, StoreError, StoredCheckpoint, StoredEntry};
+use rusqlite::{Connection, OpenFlags, OptionalExtension as _, params};
+
+use crate::memory::check_append;
+
+/// Forward-only migrations; index + 1 is the schema version. There are no down steps: the
+/// journal is never rewritten.
+const MIGRATIONS: &[&str] = &[r"
+CREATE TABLE journal (
+    seq       INTEGER PRIMARY KEY,
+    body      BLOB    NOT NULL,
+    leaf_hash BLOB    NOT NULL CHECK (length(leaf_hash) = 32)
+) STRICT;
+CREATE TRIGGER journal_no_update BEFORE UPDATE ON journal
+BEGIN SELECT RAISE(ABORT, 'journal is append-only'); END;
+CREATE TRIGGER journal_no_delete BEFORE DELETE ON journal
+BEGIN SELECT RAISE(ABORT, 'journal is append-only'); END;
+CREATE TABLE checkpoints (
+    size INTEGER PRIMARY KEY,
+    note TEXT    NOT NULL
+) STRICT;
+CREATE TRIGGER checkpoints_no_update BEFORE UPDATE ON checkpoints
+BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
+CREATE TRIGGER checkpoints_no_delete BEFORE DELETE ON checkpoints
+BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
+"];
+
+/// A journal in a SQLite database file.
+pub struct SqliteJournal {
+    conn: Connection,
+}
+
+fn unavailable(e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl SqliteJournal {
+    /// Opens (creating and migrating if needed) the journal at `path` for writing.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path).map_err(unavailable)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(unavailable)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(unavailable)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(unavailable)?;
+        let mut j = Self { conn };
+        j.migrate()?;
+        Ok(j)
+    }
+
+    /// Opens an existing journal read-only (verification, mirrors, backups).
+    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(unavailable)?;
+        Ok(Self { conn })
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let tx = self.conn.transaction().map_err(unavailable)?;
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL) STRICT;",
+        )
+        .map_err(unavailable)?;
+        let current: i64 = tx
+            .query_row(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(unavailable)?;
+        for (i, sql) in MIGRATIONS.iter().enumerate() {
+            let version = i as i64 + 1;
+            if version > current {
+                tx.execute_batch(sql).map_err(unavailable)?;
+                tx.execute(
+                    "INSERT INTO schema_version (version) VALUES (?1)",
+                    [version],
+                )
+                .map_err(unavailable)?;
+            }
+        }
+        tx.commit().map_err(unavailable)
+    }
+
+    fn body_at(&self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT body FROM journal WHERE seq = ?1",
+                [to_i64(seq)?],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(unavailable)
+    }
+}
+
+fn to_i64(v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::Conflict {
+        seq: v,
+        why: "seq out of range",
+    })
+}
+
+impl Journal for SqliteJournal {
+    fn size(&self) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .conn
+            .query_row("SELECT COALESCE(MAX(seq) + 1, 0) FROM journal", [], |r| {
+                r.get(0)
+            })
+            .map_err(unavailable)?;
+        u64::try_from(n).map_err(|_| StoreError::Corrupt("negative seq".into()))
+    }
+
+    fn append(&mut self, first: u64, entries: &[StoredEntry]) -> Result<(), StoreError> {
+        let size = self.size()?;
+        let new = check_append(size, first, entries, |seq| self.body_at(seq))?;
+        let tx = self.conn.transaction().map_err(unavailable)?;
+        {
+            let mut stmt = tx
+                .prepare_cached("INSERT INTO journal (seq, body, leaf_hash) VALUES (?1, ?2, ?3)")
+                .map_err(unavailable)?;
+            for e in entries.iter().skip(entries.len() - new) {
+                stmt.execute(params![to_i64(e.seq)?, e.body, e.leaf_hash.as_slice()])
+                    .map_err(unavailable)?;
+            }
+        }
+        tx.commit().map_err(unavailable)
+    }
+
+    fn read(&self, from: u64, to: u64) -> Result<Vec<StoredEntry>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, body, leaf_hash FROM journal WHERE seq >= ?1 AND seq < ?2 ORDER BY seq",
+            )
+            .map_err(unavailable)?;
+        let to = to.min(i64::MAX as u64);
+        let rows = stmt
+            .query_map([to_i64(from)?, to_i64(to)?], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                ))
+            })
+            .map_err(unavailable)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, body, hash) = row.map_err(unavailable)?;
+            let leaf_hash = <[u8; 32]>::try_from(hash.as_slice()).map_err(|_| {
+                StoreError::Corrupt(format!("leaf hash of seq {seq} is not 32 bytes"))
+            })?;
+            let seq = u64::try_from(seq).map_err(|_| StoreError::Corrupt("negative seq".into()))?;
+            out.push(StoredEntry {
+                seq,
+                body,
+                leaf_hash,
+            });
+        }
+        Ok(out)
+    }
+
+    fn put_checkpoint(&mut self, cp: &StoredCheckpoint) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO checkpoints (size, note) VALUES (?1, ?2) ON CONFLICT (size) DO NOTHING",
+                params![to_i64(cp.size)?, cp.note],
+            )
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT size, note FROM checkpoints ORDER BY size")
+            .map_err(unavailable)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+            .map_err(unavailable)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (size, note) = row.map_err(unavailable)?;
+            out.push(StoredCheckpoint {
+                size: u64::try_from(size)
+                    .map_err(|_| StoreError::Corrupt("negative size".into()))?,
+                note,
+            });
+        }
+        Ok(out)
+    }
+
+    fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1",
+                [],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+            )
+            .optional()
+            .map_err(unavailable)?
+            .map(|(size, note)| {
+                Ok(StoredCheckpoint {
+                    size: u64::try_from(size)
+                        .map_err(|_| StoreError::Corrupt("negative size".into()))?,
+                    note,
+                })
+            })
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::tests::{entry, journal_contract};
+
+    #[test]
+    fn sqlite_journal_keeps_the_contract_and_survives_reopen() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("journal.db");
+        let mut j = SqliteJournal::open(&path).unwrap();
+        journal_contract(&mut j);
+        drop(j);
+        let j = SqliteJournal::open(&path).unwrap();
+        assert_eq!(j.size().unwrap(), 3);
+        let ro = SqliteJournal::open_read_only(&path).unwrap();
+        assert_eq!(ro.read(0, 3).unwrap()[2], entry(2, "c"));
+    }
+
+    #[test]
+    fn triggers_refuse_update_and_delete() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("journal.db");
+        let mut j = SqliteJournal::open(&path).unwrap();
+        j.append(0, &[entry(0, "a")]).unwrap();
+        let conn = Connection::open(&path).unwrap();
+        let upd = conn.execute("UPDATE journal SET body = x'00' WHERE seq = 0", []);
+        assert!(upd.unwrap_err().to_string().contains("append-only"));
+        let del = conn.execute("DELETE FROM journal", []);
+        assert!(del.unwrap_err().to_string().contains("append-only"));
+        assert_eq!(j.read(0, 1).unwrap(), vec![entry(0, "a")]);
+    }
+
+    #[test]
+    fn wal_and_full_sync_are_in_force() {
+        let t = tempfile::tempdir().unwrap();
+        let j = SqliteJournal::open(&t.path().join("journal.db")).unwrap();
+        let mode: String = j
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        let sync: i64 = j
+            .conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        assert_eq!(sync, 2, "FULL");
+    }
+}
