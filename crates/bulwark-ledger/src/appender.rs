@@ -92,6 +92,7 @@ enum Request {
 }
 
 struct Shared {
+    reader: std::sync::Mutex<Box<dyn crate::journal::JournalRead>>,
     tree: RwLock<Tree>,
     checkpoint: RwLock<Option<String>>,
     healthy: AtomicBool,
@@ -165,6 +166,7 @@ impl Ledger {
             }
         }
         let shared = Arc::new(Shared {
+            reader: std::sync::Mutex::new(journal.reader()?),
             tree: RwLock::new(tree),
             checkpoint: RwLock::new(latest.map(|c| c.note)),
             healthy: AtomicBool::new(true),
@@ -215,6 +217,16 @@ impl Ledger {
     /// Runs `f` with read access to the tree (for proofs and tiles).
     pub fn with_tree<T>(&self, f: impl FnOnce(&Tree) -> T) -> Option<T> {
         self.shared.tree.read().ok().map(|t| f(&t))
+    }
+
+    /// Reads durable entries `from..to` (blocking: call from a blocking context).
+    pub fn read_entries(&self, from: u64, to: u64) -> Result<Vec<StoredEntry>, StoreError> {
+        let to = to.min(self.size());
+        self.shared
+            .reader
+            .lock()
+            .map_err(|_| StoreError::Unavailable("reader lock poisoned".into()))?
+            .read(from, to)
     }
 
     /// Number of durable entries.

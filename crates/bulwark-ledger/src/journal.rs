@@ -47,8 +47,17 @@ pub struct StoredCheckpoint {
     pub note: String,
 }
 
+/// A read-only handle on a store, usable beside the writer (HTTP reads, tiles, mirrors).
+pub trait JournalRead: Send + 'static {
+    /// Entries with `from <= seq < to`, in order.
+    fn read(&self, from: u64, to: u64) -> Result<Vec<StoredEntry>, StoreError>;
+}
+
 /// The journal's store. Appends are durable (fsynced) when they return `Ok`.
 pub trait Journal: Send + 'static {
+    /// A separate read handle that sees every committed append.
+    fn reader(&self) -> Result<Box<dyn JournalRead>, StoreError>;
+
     /// Number of entries stored.
     fn size(&self) -> Result<u64, StoreError>;
 

@@ -16,5 +16,7 @@ pub mod entry;
 pub mod journal;
 pub mod merkle;
 pub mod projection;
+pub mod tiles;
+pub mod verify;
 
 pub use appender::{AppendError, Appended, Ledger, LedgerConfig, OpenError};

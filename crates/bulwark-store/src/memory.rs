@@ -1,12 +1,34 @@
 //! The in-memory journal for amnesia mode and tests.
 
-use bulwark_ledger::journal::{Journal, StoreError, StoredCheckpoint, StoredEntry};
+use std::sync::{Arc, RwLock};
+
+use bulwark_ledger::journal::{Journal, JournalRead, StoreError, StoredCheckpoint, StoredEntry};
 
 /// A journal held in memory; lost at exit.
 #[derive(Debug, Default)]
 pub struct MemoryJournal {
-    entries: Vec<StoredEntry>,
+    entries: Arc<RwLock<Vec<StoredEntry>>>,
     checkpoints: Vec<StoredCheckpoint>,
+}
+
+struct MemoryReader(Arc<RwLock<Vec<StoredEntry>>>);
+
+fn read_range(entries: &[StoredEntry], from: u64, to: u64) -> Vec<StoredEntry> {
+    let to = to.min(entries.len() as u64);
+    let (Ok(from), Ok(to)) = (usize::try_from(from), usize::try_from(to)) else {
+        return Vec::new();
+    };
+    entries.get(from..to).map(<[_]>::to_vec).unwrap_or_default()
+}
+
+fn poisoned<T>(_: T) -> StoreError {
+    StoreError::Unavailable("memory journal lock poisoned".into())
+}
+
+impl JournalRead for MemoryReader {
+    fn read(&self, from: u64, to: u64) -> Result<Vec<StoredEntry>, StoreError> {
+        Ok(read_range(&self.0.read().map_err(poisoned)?, from, to))
+    }
 }
 
 impl MemoryJournal {
@@ -55,32 +77,33 @@ pub(crate) fn check_append(
 }
 
 impl Journal for MemoryJournal {
+    fn reader(&self) -> Result<Box<dyn JournalRead>, StoreError> {
+        Ok(Box::new(MemoryReader(self.entries.clone())))
+    }
+
     fn size(&self) -> Result<u64, StoreError> {
-        Ok(self.entries.len() as u64)
+        Ok(self.entries.read().map_err(poisoned)?.len() as u64)
     }
 
     fn append(&mut self, first: u64, entries: &[StoredEntry]) -> Result<(), StoreError> {
-        let new = check_append(self.entries.len() as u64, first, entries, |seq| {
+        let mut stored = self.entries.write().map_err(poisoned)?;
+        let new = check_append(stored.len() as u64, first, entries, |seq| {
             Ok(usize::try_from(seq)
                 .ok()
-                .and_then(|i| self.entries.get(i))
+                .and_then(|i| stored.get(i))
                 .map(|e| e.body.clone()))
         })?;
         let skip = entries.len() - new;
-        self.entries.extend(entries.iter().skip(skip).cloned());
+        stored.extend(entries.iter().skip(skip).cloned());
         Ok(())
     }
 
     fn read(&self, from: u64, to: u64) -> Result<Vec<StoredEntry>, StoreError> {
-        let to = to.min(self.entries.len() as u64);
-        let (Ok(from), Ok(to)) = (usize::try_from(from), usize::try_from(to)) else {
-            return Ok(Vec::new());
-        };
-        Ok(self
-            .entries
-            .get(from..to)
-            .map(<[_]>::to_vec)
-            .unwrap_or_default())
+        Ok(read_range(
+            &self.entries.read().map_err(poisoned)?,
+            from,
+            to,
+        ))
     }
 
     fn put_checkpoint(&mut self, cp: &StoredCheckpoint) -> Result<(), StoreError> {
@@ -135,6 +158,14 @@ pub(crate) mod tests {
         assert_eq!(j.size().unwrap(), 3);
         let got = j.read(1, 10).unwrap();
         assert_eq!(got, vec![entry(1, "b"), entry(2, "c")]);
+        let reader = j.reader().unwrap();
+        assert_eq!(reader.read(0, 10).unwrap().len(), 3);
+        j.append(3, &[entry(3, "d")]).unwrap();
+        assert_eq!(
+            reader.read(3, 4).unwrap(),
+            vec![entry(3, "d")],
+            "reader sees new appends"
+        );
         assert!(j.read(7, 9).unwrap().is_empty());
 
         assert!(j.latest_checkpoint().unwrap().is_none());
@@ -146,6 +177,7 @@ pub(crate) mod tests {
             .unwrap();
         }
         assert_eq!(j.latest_checkpoint().unwrap().unwrap().size, 3);
+        assert_eq!(j.size().unwrap(), 4);
         assert_eq!(j.checkpoints().unwrap().len(), 2);
     }
 

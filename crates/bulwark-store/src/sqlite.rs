@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use bulwark_ledger::journal::{Journal, StoreError, StoredCheckpoint, StoredEntry};
+use bulwark_ledger::journal::{Journal, JournalRead, StoreError, StoredCheckpoint, StoredEntry};
 use rusqlite::{Connection, OpenFlags, OptionalExtension as _, params};
 
 use crate::memory::check_append;
@@ -33,6 +33,19 @@ BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
 /// A journal in a SQLite database file.
 pub struct SqliteJournal {
     conn: Connection,
+    path: std::path::PathBuf,
+}
+
+/// A read-only connection, behind a lock because a connection serves one caller at a time.
+struct SqliteReader(std::sync::Mutex<SqliteJournal>);
+
+impl JournalRead for SqliteReader {
+    fn read(&self, from: u64, to: u64) -> Result<Vec<StoredEntry>, StoreError> {
+        self.0
+            .lock()
+            .map_err(|_| StoreError::Unavailable("reader lock poisoned".into()))?
+            .read(from, to)
+    }
 }
 
 fn unavailable(e: rusqlite::Error) -> StoreError {
@@ -49,7 +62,10 @@ impl SqliteJournal {
             .map_err(unavailable)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(unavailable)?;
-        let mut j = Self { conn };
+        let mut j = Self {
+            conn,
+            path: path.to_owned(),
+        };
         j.migrate()?;
         Ok(j)
     }
@@ -61,7 +77,10 @@ impl SqliteJournal {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(unavailable)?;
-        Ok(Self { conn })
+        Ok(Self {
+            conn,
+            path: path.to_owned(),
+        })
     }
 
     fn migrate(&mut self) -> Result<(), StoreError> {
@@ -111,6 +130,12 @@ fn to_i64(v: u64) -> Result<i64, StoreError> {
 }
 
 impl Journal for SqliteJournal {
+    fn reader(&self) -> Result<Box<dyn JournalRead>, StoreError> {
+        Ok(Box::new(SqliteReader(std::sync::Mutex::new(
+            Self::open_read_only(&self.path)?,
+        ))))
+    }
+
     fn size(&self) -> Result<u64, StoreError> {
         let n: i64 = self
             .conn
@@ -233,7 +258,7 @@ mod tests {
         journal_contract(&mut j);
         drop(j);
         let j = SqliteJournal::open(&path).unwrap();
-        assert_eq!(j.size().unwrap(), 3);
+        assert_eq!(j.size().unwrap(), 4);
         let ro = SqliteJournal::open_read_only(&path).unwrap();
         assert_eq!(ro.read(0, 3).unwrap()[2], entry(2, "c"));
     }

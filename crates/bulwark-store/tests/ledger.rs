@@ -11,7 +11,7 @@ use std::time::Duration;
 use bulwark_crypto::SigningKey;
 use bulwark_ledger::checkpoint::NoteVerifier;
 use bulwark_ledger::entry::{Draft, Entry, EntryData, Kind};
-use bulwark_ledger::journal::{Journal, StoreError, StoredCheckpoint, StoredEntry};
+use bulwark_ledger::journal::{Journal, JournalRead, StoreError, StoredCheckpoint, StoredEntry};
 use bulwark_ledger::merkle::{Tree, leaf_hash, verify_inclusion};
 use bulwark_ledger::projection::Projection;
 use bulwark_ledger::{AppendError, Ledger, LedgerConfig, OpenError};
@@ -104,6 +104,9 @@ struct Failing {
 }
 
 impl Journal for Failing {
+    fn reader(&self) -> Result<Box<dyn JournalRead>, StoreError> {
+        self.inner.reader()
+    }
     fn size(&self) -> Result<u64, StoreError> {
         self.inner.size()
     }
