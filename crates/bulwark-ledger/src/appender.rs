@@ -288,7 +288,12 @@ type Waiter = oneshot::Sender<Result<Appended, AppendError>>;
 impl Writer {
     fn run(mut self, rx: &mpsc::Receiver<Request>) {
         loop {
-            let first = match rx.recv_timeout(self.config.checkpoint_interval) {
+            // Idle wake-ups cover the tail with a checkpoint; never spin, even at interval 0.
+            let idle = self
+                .config
+                .checkpoint_interval
+                .max(Duration::from_millis(50));
+            let first = match rx.recv_timeout(idle) {
                 Ok(r) => r,
                 Err(RecvTimeoutError::Timeout) => {
                     // Quiet period: make sure the tail is covered by a checkpoint.

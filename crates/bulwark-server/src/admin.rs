@@ -85,7 +85,9 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/v1/admin/status", get(status))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
+        .with_state(state.clone())
+        // Local operators are instance auditors: entry bundles are served here.
+        .merge(crate::audit_api::router(state, true))
 }
 
 async fn status(State(s): State<Arc<AppState>>) -> Json<serde_json::Value> {
@@ -100,6 +102,12 @@ async fn status(State(s): State<Arc<AppState>>) -> Json<serde_json::Value> {
         "data_dir": s.data_dir.as_ref().map(|d| d.display().to_string()),
         "amnesia": s.data_dir.is_none(),
         "dumpable": crate::hygiene::is_dumpable(),
+        "journal": {
+            "size": s.ledger.size(),
+            "healthy": s.ledger.is_healthy(),
+            "vkey": s.ledger.verifier().vkey(),
+        },
+        "keys": s.key_view.snapshot(),
     }))
 }
 

@@ -101,6 +101,15 @@ pub struct ServeArgs {
     #[arg(long, env = "BULWARK_MAX_DECOMPRESSION_RATIO", value_name = "N")]
     pub max_decompression_ratio: Option<usize>,
 
+    /// A journal checkpoint is signed after a commit at most this often, in ms; 0 signs after every commit [default: 1000].
+    #[arg(long, env = "BULWARK_CHECKPOINT_INTERVAL_MS", value_name = "MS")]
+    pub checkpoint_interval_ms: Option<u64>,
+
+    /// Serve journal entry bundles on the public API without authentication. For tests
+    /// only: entries reveal tenant metadata [default: false].
+    #[arg(long, env = "BULWARK_INSECURE_SERVE_ENTRY_BUNDLES", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub insecure_serve_entry_bundles: Option<bool>,
+
     /// Interval of the readiness dependency checks, in ms [default: 1000].
     #[arg(long, env = "BULWARK_READINESS_INTERVAL_MS", value_name = "MS")]
     pub readiness_interval_ms: Option<u64>,
@@ -125,6 +134,10 @@ pub struct Config {
     pub limits: Limits,
     /// Readiness check interval.
     pub readiness_interval: Duration,
+    /// Checkpoint interval.
+    pub checkpoint_interval: Duration,
+    /// Entry bundles on the public API (tests only).
+    pub insecure_serve_entry_bundles: bool,
 }
 
 macro_rules! overlay {
@@ -140,7 +153,8 @@ impl ServeArgs {
             data_dir, listen, amnesia, admin_socket, admin_uids, server_names, log_level,
             request_timeout_ms, header_read_timeout_ms, handshake_timeout_ms, max_inflight,
             max_connections, rate_limit_rps, rate_limit_burst, max_body_bytes,
-            max_decoded_bytes, max_decompression_ratio, readiness_interval_ms)
+            max_decoded_bytes, max_decompression_ratio, checkpoint_interval_ms,
+            insecure_serve_entry_bundles, readiness_interval_ms)
     }
 
     /// Reads the TOML file named by `--config`, if any, and overlays flags and environment
@@ -222,6 +236,10 @@ impl ServeArgs {
             readiness_interval: self
                 .readiness_interval_ms
                 .map_or(Duration::from_secs(1), ms),
+            checkpoint_interval: self
+                .checkpoint_interval_ms
+                .map_or(Duration::from_secs(1), ms),
+            insecure_serve_entry_bundles: self.insecure_serve_entry_bundles.unwrap_or(false),
         })
     }
 }

@@ -29,6 +29,9 @@ const SERVER_CERT: &str = "server.pem";
 const SERVER_KEY: &str = "server.key";
 const KEK_FILE: &str = "kek.key";
 const SIGNING_KEY: &str = "signing.key";
+const LEDGER_KEY: &str = "ledger.key";
+/// The journal database in the data directory.
+pub const JOURNAL_DB: &str = "journal.db";
 
 /// Everything the instance holds. No `Debug`, no `Clone`.
 pub struct InstanceKeys {
@@ -44,6 +47,8 @@ pub struct InstanceKeys {
     pub kek: Kek,
     /// The instance signing key.
     pub signing: SigningKey,
+    /// The journal's checkpoint key (its own key, kept like the others).
+    ledger: SigningKey,
 }
 
 impl InstanceKeys {
@@ -67,6 +72,7 @@ impl InstanceKeys {
             server_key_pem: server.key_pem,
             kek: Kek::generate()?,
             signing: SigningKey::generate()?,
+            ledger: SigningKey::generate()?,
         })
     }
 
@@ -75,10 +81,17 @@ impl InstanceKeys {
     pub fn load_or_create(dir: &Path, names: &[String]) -> anyhow::Result<(Self, bool)> {
         let id_path = dir.join(INSTANCE_ID);
         if !id_path.exists() {
-            let present: Vec<&str> = [CA_CERT, CA_KEY, KEK_FILE, SIGNING_KEY]
-                .into_iter()
-                .filter(|f| dir.join(f).exists())
-                .collect();
+            let present: Vec<&str> = [
+                CA_CERT,
+                CA_KEY,
+                KEK_FILE,
+                SIGNING_KEY,
+                LEDGER_KEY,
+                JOURNAL_DB,
+            ]
+            .into_iter()
+            .filter(|f| dir.join(f).exists())
+            .collect();
             if !present.is_empty() {
                 bail!(
                     "`{}` has key files ({}) but no `{INSTANCE_ID}`: refusing to create new keys over them",
@@ -101,6 +114,16 @@ impl InstanceKeys {
             .with_context(|| format!("`{KEK_FILE}` is not a valid KEK"))?;
         let signing = SigningKey::decode(&read_private(&dir.join(SIGNING_KEY))?)
             .with_context(|| format!("`{SIGNING_KEY}` is not a valid signing key"))?;
+        let ledger = if !dir.join(LEDGER_KEY).exists() && !dir.join(JOURNAL_DB).exists() {
+            // A data directory from before the journal existed: nothing was ever signed
+            // with a ledger key, so creating one loses nothing.
+            let k = SigningKey::generate()?;
+            write_atomic(&dir.join(LEDGER_KEY), k.encode().as_bytes(), 0o600)?;
+            k
+        } else {
+            SigningKey::decode(&read_private(&dir.join(LEDGER_KEY))?)
+                .with_context(|| format!("`{LEDGER_KEY}` is not a valid signing key"))?
+        };
 
         let now = OffsetDateTime::now_utc();
         let stored = std::fs::read_to_string(dir.join(SERVER_CERT))
@@ -135,6 +158,7 @@ impl InstanceKeys {
                 server_key_pem,
                 kek,
                 signing,
+                ledger,
             },
             false,
         ))
@@ -158,10 +182,38 @@ impl InstanceKeys {
             0o600,
         )?;
         write_atomic(
+            &dir.join(LEDGER_KEY),
+            self.ledger.encode().as_bytes(),
+            0o600,
+        )?;
+        write_atomic(
             &dir.join(INSTANCE_ID),
             format!("{}\n", self.instance_id).as_bytes(),
             0o644,
         )
+    }
+
+    /// A copy of the journal's checkpoint key for the appender.
+    pub fn ledger_key(&self) -> anyhow::Result<SigningKey> {
+        Ok(SigningKey::decode(&self.ledger.encode())?)
+    }
+
+    /// The kid of the journal's checkpoint key.
+    pub fn ledger_kid(&self) -> &str {
+        self.ledger.kid()
+    }
+
+    /// A short fingerprint of the root CA certificate (SHA-256 of its PEM, 16 hex digits).
+    pub fn ca_kid(&self) -> String {
+        bulwark_crypto::sha256(self.ca_cert_pem.as_bytes())[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// The checkpoint origin, `bulwark/<instance id>`.
+    pub fn origin(&self) -> String {
+        format!("bulwark/{}", self.instance_id)
     }
 
     /// The rustls server configuration for the API listener (TLS 1.2 and 1.3, aws-lc-rs,
@@ -214,7 +266,8 @@ mod tests {
         assert_eq!(a.server_cert_pem, b.server_cert_pem);
         assert_eq!(a.kek.kid(), b.kek.kid());
         assert_eq!(a.signing.kid(), b.signing.kid());
-        for f in [CA_KEY, SERVER_KEY, KEK_FILE, SIGNING_KEY] {
+        assert_eq!(a.ledger_kid(), b.ledger_kid());
+        for f in [CA_KEY, SERVER_KEY, KEK_FILE, SIGNING_KEY, LEDGER_KEY] {
             let mode = std::fs::metadata(t.path().join(f))
                 .unwrap()
                 .permissions()

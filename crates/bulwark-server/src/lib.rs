@@ -11,10 +11,13 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+mod audit_api;
+pub mod audit_cli;
 pub mod config;
 mod fsutil;
 pub mod hygiene;
 pub mod keys;
+pub mod projections;
 pub mod readiness;
 pub mod routes;
 
@@ -45,6 +48,10 @@ pub struct AppState {
     pub listen: SocketAddr,
     /// The data directory (`None` in amnesia mode).
     pub data_dir: Option<PathBuf>,
+    /// The journal.
+    pub ledger: bulwark_ledger::Ledger,
+    /// Instance key metadata, folded from the journal.
+    pub key_view: Arc<projections::KeyView>,
 }
 
 /// Runs `bulwark serve` until SIGINT or SIGTERM.
@@ -60,6 +67,9 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         None => (InstanceKeys::ephemeral(&cfg.server_names)?, true),
     };
     let tls = keys.tls_config()?;
+    let key_view = Arc::new(projections::KeyView::default());
+    let ledger = open_ledger(&cfg, &keys, key_view.clone())?;
+    record_start(&ledger, &keys, &key_view).await?;
     let (_tls_tx, tls_rx) = tokio::sync::watch::channel(tls);
 
     let listener = TcpListener::bind(cfg.listen)
@@ -74,6 +84,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         started: Instant::now(),
         listen,
         data_dir: cfg.data_dir.clone(),
+        ledger: ledger.clone(),
+        key_view,
     });
 
     if let Some(path) = &cfg.admin_socket {
@@ -83,11 +95,17 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
 
     let hardening = bulwark_http::Hardening::new(cfg.limits.clone());
     spawn_housekeeping(hardening.clone(), metrics);
-    if let Some(dir) = &cfg.data_dir {
-        readiness::spawn_storage_probe(readiness.clone(), dir.clone(), cfg.readiness_interval);
-    }
+    readiness::spawn_probes(
+        readiness.clone(),
+        cfg.data_dir.clone(),
+        ledger.clone(),
+        cfg.readiness_interval,
+    );
     let app = bulwark_http::harden(
-        bulwark_http::route_label(routes::api_router(state.clone())),
+        bulwark_http::route_label(routes::api_router(state.clone()).merge(audit_api::router(
+            state.clone(),
+            cfg.insecure_serve_entry_bundles,
+        ))),
         hardening,
     );
 
@@ -118,6 +136,78 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(path);
     }
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Opens the journal (SQLite in the data directory, memory in amnesia mode). A journal
+/// that does not verify stops start-up: serving on top of a tampered log would hide it.
+fn open_ledger(
+    cfg: &Config,
+    keys: &InstanceKeys,
+    key_view: Arc<projections::KeyView>,
+) -> anyhow::Result<bulwark_ledger::Ledger> {
+    let journal: Box<dyn bulwark_ledger::journal::Journal> = match &cfg.data_dir {
+        Some(dir) => Box::new(
+            bulwark_store::SqliteJournal::open(&dir.join(keys::JOURNAL_DB))
+                .context("opening the journal")?,
+        ),
+        None => Box::new(bulwark_store::MemoryJournal::new()),
+    };
+    let config = bulwark_ledger::LedgerConfig {
+        origin: keys.origin(),
+        checkpoint_interval: cfg.checkpoint_interval,
+        max_batch: 4096,
+    };
+    bulwark_ledger::Ledger::open(journal, keys.ledger_key()?, config, vec![key_view]).map_err(|e| {
+        let hint = cfg.data_dir.as_ref().map_or(String::new(), |d| {
+            format!(
+                "; run `bulwark audit verify --data-dir {}` for a report",
+                d.display()
+            )
+        });
+        anyhow::anyhow!("the journal does not verify, refusing to start: {e}{hint}")
+    })
+}
+
+/// Journals the instance's keys the first time they are seen, and every start.
+async fn record_start(
+    ledger: &bulwark_ledger::Ledger,
+    keys: &InstanceKeys,
+    key_view: &projections::KeyView,
+) -> anyhow::Result<()> {
+    let announced = [
+        ("ca", keys.ca_kid(), "ECDSA-P256"),
+        ("kek", keys.kek.kid(), "AES-256"),
+        ("signing", keys.signing.kid().to_owned(), "Ed25519"),
+        ("ledger", keys.ledger_kid().to_owned(), "Ed25519"),
+    ];
+    for (purpose, kid, alg) in announced {
+        if !key_view.knows(purpose, &kid) {
+            let draft = projections::KeyCreated {
+                purpose: purpose.into(),
+                kid,
+                alg: alg.into(),
+            }
+            .draft()?;
+            ledger
+                .append(draft)
+                .await
+                .context("journaling key metadata")?;
+        }
+    }
+    let start = bulwark_ledger::entry::Draft::new(
+        bulwark_ledger::entry::Kind::State,
+        "instance.start",
+        format!("instance/{}", keys.instance_id),
+    )
+    .data(&projections::InstanceStart {
+        version: env!("CARGO_PKG_VERSION").into(),
+    })?;
+    ledger.append(start).await.context("journaling start-up")?;
+    ledger
+        .checkpoint_now()
+        .await
+        .context("signing the first checkpoint")?;
     Ok(())
 }
 

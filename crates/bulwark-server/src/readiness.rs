@@ -53,17 +53,39 @@ impl Readiness {
     }
 }
 
-/// Checks every `interval` that the data directory takes a durable write: a probe file is
-/// written and fsynced. A full disk, a read-only remount or a probe path that cannot be
-/// written flips readiness to 503 until the write succeeds again.
-pub fn spawn_storage_probe(readiness: Arc<Readiness>, dir: PathBuf, interval: Duration) {
+/// Every `interval`: the journal's last append succeeded, and the data directory (if any)
+/// takes a durable write (a probe file written and fsynced). A failing journal, a full
+/// disk, a read-only remount or a probe path that cannot be written flips readiness to
+/// 503 until they succeed again.
+pub fn spawn_probes(
+    readiness: Arc<Readiness>,
+    dir: Option<PathBuf>,
+    ledger: bulwark_ledger::Ledger,
+    interval: Duration,
+) {
     tokio::spawn(async move {
-        let probe = dir.join(".ready-probe");
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let p = probe.clone();
+            let journal = if ledger.is_healthy() {
+                Ok(())
+            } else {
+                Err("the last journal append failed".to_owned())
+            };
+            let failed = journal.is_err();
+            if readiness.report("journal", journal) {
+                if failed {
+                    tracing::error!(
+                        check = "journal",
+                        "readiness check failed: journal cannot append"
+                    );
+                } else {
+                    tracing::info!(check = "journal", "readiness check recovered");
+                }
+            }
+            let Some(dir) = &dir else { continue };
+            let p = dir.join(".ready-probe");
             let outcome = tokio::task::spawn_blocking(move || {
                 crate::fsutil::write_atomic(&p, b"ok\n", 0o600).map_err(|e| format!("{e:#}"))
             })

@@ -5,7 +5,8 @@
 
 #![forbid(unsafe_code)]
 
-use std::path::PathBuf;
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use bulwark_server::{ServeArgs, admin, hygiene};
@@ -27,6 +28,44 @@ enum Command {
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
+    },
+    /// The journal: verifier key and offline verification.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Print the journal's checkpoint verifier key (C2SP vkey format).
+    Key {
+        /// The server's data directory.
+        #[arg(
+            long,
+            env = "BULWARK_DATA_DIR",
+            default_value = "./bulwark-data",
+            value_name = "DIR"
+        )]
+        data_dir: PathBuf,
+    },
+    /// Recompute the whole journal and check every checkpoint; prints a JSON report and
+    /// exits 1 if anything diverges.
+    Verify {
+        /// The server's data directory (read-only; the server may be running).
+        #[arg(
+            long,
+            env = "BULWARK_DATA_DIR",
+            default_value = "./bulwark-data",
+            value_name = "DIR"
+        )]
+        data_dir: PathBuf,
+        /// Verifier key obtained out of band [default: derived from the data directory].
+        #[arg(long, value_name = "VKEY")]
+        vkey: Option<String>,
+        /// A signed checkpoint saved earlier, trusted to be authentic.
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
     },
 }
 
@@ -61,6 +100,53 @@ fn main() -> ExitCode {
         Command::Admin {
             command: AdminCommand::Status(args),
         } => admin_status(args),
+        Command::Audit {
+            command: AuditCommand::Key { data_dir },
+        } => match bulwark_server::audit_cli::vkey(&data_dir) {
+            Ok(v) => {
+                println!("{v}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
+        Command::Audit {
+            command:
+                AuditCommand::Verify {
+                    data_dir,
+                    vkey,
+                    checkpoint,
+                },
+        } => audit_verify(&data_dir, vkey.as_deref(), checkpoint.as_deref()),
+    }
+}
+
+fn audit_verify(data_dir: &Path, vkey: Option<&str>, checkpoint: Option<&Path>) -> ExitCode {
+    let trusted = match checkpoint.map(std::fs::read_to_string).transpose() {
+        Ok(t) => t,
+        Err(e) => return fail(&anyhow::Error::from(e).context("reading --checkpoint")),
+    };
+    let tty = std::io::stderr().is_terminal();
+    let progress = |done: u64, total: u64| {
+        if tty {
+            eprint!("\rverifying {done}/{total} entries");
+        }
+    };
+    match bulwark_server::audit_cli::verify_data_dir(data_dir, vkey, trusted.as_deref(), progress) {
+        Ok(report) => {
+            if tty {
+                eprintln!();
+            }
+            println!(
+                "{}",
+                serde_json::to_string(&report).unwrap_or_else(|_| "{\"ok\":false}".into())
+            );
+            if report.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => fail(&e),
     }
 }
 
