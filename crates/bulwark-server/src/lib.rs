@@ -56,6 +56,7 @@ pub struct AppState {
 
 /// Runs `bulwark serve` until SIGINT or SIGTERM.
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let shutdown = shutdown_signal()?;
     let metrics = bulwark_http::metrics::install().context("installing metrics recorder")?;
     let readiness = Readiness::new();
 
@@ -130,7 +131,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     );
     readiness.mark_started();
 
-    bulwark_http::listener::serve_tls(listener, tls_rx, app, &cfg.limits, shutdown_signal()).await;
+    bulwark_http::listener::serve_tls(listener, tls_rx, app, &cfg.limits, shutdown).await;
 
     if let Some(path) = &cfg.admin_socket {
         let _ = std::fs::remove_file(path);
@@ -222,21 +223,19 @@ fn spawn_housekeeping(h: Arc<bulwark_http::Hardening>, metrics: PrometheusHandle
     });
 }
 
-async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT handlers now (so a signal that arrives during start-up
+/// is not the default "terminate") and resolves when either arrives.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let term = async {
-        match signal(SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        () = term => {},
-    }
-    tracing::info!("shutting down");
+        tracing::info!("shutting down");
+    })
 }
 
 /// Installs JSON logging to stdout.
