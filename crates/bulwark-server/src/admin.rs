@@ -13,13 +13,16 @@ use anyhow::{Context as _, bail};
 use axum::Router;
 use axum::extract::State;
 use axum::response::Json;
-use axum::routing::get;
+use axum::routing::{get, post};
 use bulwark_http::metrics as m;
 use http_body_util::{BodyExt as _, Empty};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
 use tokio::net::{UnixListener, UnixStream};
 use tower::ServiceExt as _;
+
+use bulwark_core::{Problem, ProblemCode};
+use bulwark_http::ApiProblem;
 
 use crate::AppState;
 use crate::routes::{method_not_allowed, not_found};
@@ -70,8 +73,12 @@ pub fn spawn(listener: UnixListener, allow: Vec<u32>, state: Arc<AppState>) {
                 continue;
             }
             let app = app.clone();
+            let peer = PeerUid(uid.unwrap_or(u32::MAX));
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| app.clone().oneshot(req));
+                let svc = hyper::service::service_fn(move |mut req: http::Request<_>| {
+                    req.extensions_mut().insert(peer);
+                    app.clone().oneshot(req)
+                });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc)
                     .await;
@@ -80,9 +87,15 @@ pub fn spawn(listener: UnixListener, allow: Vec<u32>, state: Arc<AppState>) {
     });
 }
 
+/// The uid of the admin-socket peer, for the journal's `actor`.
+#[derive(Debug, Clone, Copy)]
+struct PeerUid(u32);
+
 fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/admin/status", get(status))
+        .route("/v1/admin/journal/notes", post(note))
+        .route("/v1/admin/journal/checkpoint", post(checkpoint))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone())
@@ -109,6 +122,64 @@ async fn status(State(s): State<Arc<AppState>>) -> Json<serde_json::Value> {
         },
         "keys": s.key_view.snapshot(),
     }))
+}
+
+/// The `data` of an `operator.note` entry.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct OperatorNote {
+    text: String,
+}
+
+impl bulwark_ledger::entry::EntryData for OperatorNote {}
+
+const MAX_NOTE_CHARS: usize = 1024;
+
+fn bad_request(detail: &str) -> ApiProblem {
+    ApiProblem(Problem::new(ProblemCode::BadRequest, detail.to_owned()))
+}
+
+fn journal_down(e: &bulwark_ledger::AppendError) -> ApiProblem {
+    tracing::error!(error = %e, "journal append failed");
+    ApiProblem(
+        Problem::new(ProblemCode::AuditUnavailable, "the journal cannot append").retry_after(1),
+    )
+}
+
+/// Appends an operator's annotation to the journal (`{"text": "..."}`, at most 1024
+/// printable characters); answers with its seq once it is durable.
+async fn note(
+    State(s): State<Arc<AppState>>,
+    axum::Extension(peer): axum::Extension<PeerUid>,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, ApiProblem> {
+    let note: OperatorNote =
+        serde_json::from_slice(&body).map_err(|_| bad_request("expected {\"text\": \"...\"}"))?;
+    if note.text.is_empty()
+        || note.text.chars().count() > MAX_NOTE_CHARS
+        || note.text.chars().any(char::is_control)
+    {
+        return Err(bad_request("text must be 1 to 1024 printable characters"));
+    }
+    let draft = bulwark_ledger::entry::Draft::new(
+        bulwark_ledger::entry::Kind::State,
+        "operator.note",
+        format!("instance/{}", s.instance_id),
+    )
+    .actor(format!("admin:uid{}", peer.0))
+    .data(&note)
+    .map_err(|_| bad_request("unencodable note"))?;
+    let appended = s.ledger.append(draft).await.map_err(|e| journal_down(&e))?;
+    Ok(Json(json!({"seq": appended.seq})))
+}
+
+/// Signs a checkpoint of the journal now.
+async fn checkpoint(State(s): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, ApiProblem> {
+    let note = s
+        .ledger
+        .checkpoint_now()
+        .await
+        .map_err(|e| journal_down(&e))?;
+    Ok(Json(json!({"size": s.ledger.size(), "checkpoint": note})))
 }
 
 /// Client side: `GET path` over the admin socket; returns the status and JSON body.
