@@ -371,32 +371,30 @@ impl Writer {
         let mut stored = Vec::with_capacity(drafts.len());
         let mut accepted: Vec<(Entry, Waiter)> = Vec::with_capacity(drafts.len());
         for (draft, waiter) in drafts {
-            let entry = draft.sequence(start + stored.len() as u64, ts);
-            match entry.canonical() {
-                Ok(body) => {
-                    let leaf = leaf_hash(&body);
-                    stored.push(StoredEntry {
-                        seq: entry.seq,
-                        body,
-                        leaf_hash: leaf,
-                    });
-                    accepted.push((entry, waiter));
-                }
-                Err(e) => {
-                    let _ = waiter.send(Err(AppendError::Rejected(e.to_string())));
-                }
-            }
+            let (entry, body) = draft.sequence_canonical(start + stored.len() as u64, ts);
+            let leaf = leaf_hash(&body);
+            stored.push(StoredEntry {
+                seq: entry.seq,
+                body,
+                leaf_hash: leaf,
+            });
+            accepted.push((entry, waiter));
         }
         if stored.is_empty() {
             return;
         }
-        if let Err(e) = self.journal.append(start, &stored) {
+        let began = Instant::now();
+        let result = self.journal.append(start, &stored);
+        // Named as in DESIGN.md §4 (the server's recorder renders them).
+        metrics::histogram!("audit_append_latency_seconds").record(began.elapsed().as_secs_f64());
+        if let Err(e) = result {
             self.resync = true;
             let waiters = accepted.into_iter().map(|(_, w)| w).collect();
             self.fail_all(waiters, &e.to_string());
             return;
         }
         self.shared.healthy.store(true, Ordering::Release);
+        metrics::counter!("audit_appends_total").increment(stored.len() as u64);
         if let Ok(mut tree) = self.shared.tree.write() {
             for s in &stored {
                 tree.push(s.leaf_hash);

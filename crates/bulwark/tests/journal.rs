@@ -126,6 +126,10 @@ async fn checkpoints_tiles_and_proofs_verify_across_a_restart() {
         &hashes(&p["proof"])
     ));
 
+    // The appender feeds the journal metrics (the startup entries of this process).
+    assert!(s.metric("audit_appends_total").await >= 1.0);
+    assert!(s.metric("audit_append_latency_seconds_count").await >= 1.0);
+
     // Without the test flag, entry bundles are for auditors only; hashes stay public.
     let r = s.get("/v1/audit/log/tile/entries/000.p/1").await;
     assert_eq!(r.status, 403);
