@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 
 use crate::checkpoint::{Checkpoint, NoteError, NoteSigner, NoteVerifier};
 use crate::entry::{Draft, Entry, EntryError};
-use crate::journal::{Journal, StoreError, StoredCheckpoint, StoredEntry};
+use crate::journal::{Journal, StoreError, StoredCheckpoint, StoredEntry, StoredSnapshot};
 use crate::merkle::{Hash, Tree, leaf_hash};
 use crate::projection::{Projection, fold};
 
@@ -32,6 +32,9 @@ pub struct LedgerConfig {
     pub checkpoint_interval: Duration,
     /// Most entries in one transaction.
     pub max_batch: usize,
+    /// A signed snapshot of the projections is written after this many new entries (0:
+    /// never), so that start-up folds only the tail.
+    pub snapshot_every: u64,
 }
 
 /// An acknowledged, durable append.
@@ -127,6 +130,11 @@ impl Ledger {
         let signer_name = config.origin.clone();
         let verifier = NoteVerifier::from_vkey(&NoteSigner::new(&signer_name, &key)?.vkey())?;
         let size = journal.size()?;
+        // A signed snapshot lets start-up parse and fold only the tail; every body is
+        // still re-hashed against its recorded leaf hash, which is cheap.
+        let snapshot = read_snapshot(journal.as_ref(), &key, &config.origin)?;
+        let snap_size = snapshot.as_ref().map_or(0, |s| s.size).min(size);
+        let mut tail: Vec<Entry> = Vec::new();
         let mut tree = Tree::new();
         let mut from = 0;
         while from < size {
@@ -138,8 +146,17 @@ impl Ledger {
                 });
             }
             for stored in chunk {
-                let entry = check_stored(&stored, tree.size())?;
-                fold(&projections, &entry);
+                let seq = tree.size();
+                if seq < snap_size {
+                    check_hash(&stored, seq)?;
+                } else {
+                    let entry = check_stored(&stored, seq)?;
+                    if snapshot.is_some() {
+                        tail.push(entry);
+                    } else {
+                        fold(&projections, &entry);
+                    }
+                }
                 tree.push(stored.leaf_hash);
             }
             from = tree.size();
@@ -165,6 +182,25 @@ impl Ledger {
                 });
             }
         }
+        if let Some(snap) = &snapshot {
+            let prefix = tree.root_at(snap.size).ok();
+            if snap.size > size || prefix != Some(snap.root) {
+                return Err(snapshot_err(&format!(
+                    "the snapshot at {} commits to another log prefix",
+                    snap.size
+                )));
+            }
+            for p in &projections {
+                let state = snap
+                    .views
+                    .get(p.name())
+                    .ok_or_else(|| snapshot_err(&format!("no view `{}`", p.name())))?;
+                p.restore(state).map_err(|e| snapshot_err(&e))?;
+            }
+            for entry in &tail {
+                fold(&projections, entry);
+            }
+        }
         let shared = Arc::new(Shared {
             reader: std::sync::Mutex::new(journal.reader()?),
             tree: RwLock::new(tree),
@@ -183,6 +219,7 @@ impl Ledger {
             resync: false,
             last_checkpoint: Instant::now(),
             checkpointed_size: None,
+            snapshot_size: snap_size,
         };
         std::thread::Builder::new()
             .name("journal-writer".into())
@@ -250,6 +287,95 @@ impl Ledger {
     }
 }
 
+/// The canonical snapshot body.
+fn snapshot_body(
+    origin: &str,
+    size: u64,
+    root: &Hash,
+    projections: &[Arc<dyn Projection>],
+) -> Result<Vec<u8>, EntryError> {
+    let views: serde_json::Map<String, serde_json::Value> = projections
+        .iter()
+        .map(|p| (p.name().to_owned(), p.snapshot()))
+        .collect();
+    let body = serde_json::json!({
+        "origin": origin,
+        "root": crate::verify::hex(root),
+        "size": size,
+        "views": views,
+    });
+    serde_jcs::to_vec(&body).map_err(EntryError::Data)
+}
+
+fn snapshot_err(e: &dyn std::fmt::Display) -> OpenError {
+    OpenError::Tampered {
+        seq: 0,
+        why: format!("projection snapshot rejected: {e}"),
+    }
+}
+
+/// A snapshot whose signature verified.
+struct Snapshot {
+    size: u64,
+    root: Hash,
+    views: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Reads and authenticates the latest snapshot. A snapshot that does not verify stops the
+/// open: a view forged beside an intact journal is tampering too.
+fn read_snapshot(
+    journal: &dyn Journal,
+    key: &SigningKey,
+    origin: &str,
+) -> Result<Option<Snapshot>, OpenError> {
+    let Some(s) = journal.latest_snapshot()? else {
+        return Ok(None);
+    };
+    if !key.verifying_key().verify(&s.body, &s.signature) {
+        return Err(snapshot_err(&"bad signature"));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&s.body).map_err(|e| snapshot_err(&e))?;
+    if v["origin"] != origin || v["size"].as_u64() != Some(s.size) {
+        return Err(snapshot_err(&"origin or size mismatch"));
+    }
+    let root = v["root"]
+        .as_str()
+        .and_then(|r| {
+            let bytes: Option<Vec<u8>> = (0..r.len())
+                .step_by(2)
+                .map(|i| r.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+                .collect();
+            bytes?.try_into().ok()
+        })
+        .ok_or_else(|| snapshot_err(&"no root"))?;
+    let views = v["views"]
+        .as_object()
+        .cloned()
+        .ok_or_else(|| snapshot_err(&"no views"))?;
+    Ok(Some(Snapshot {
+        size: s.size,
+        root,
+        views,
+    }))
+}
+
+/// Checks an entry's position and that its body matches its recorded leaf hash.
+fn check_hash(stored: &StoredEntry, expected_seq: u64) -> Result<(), OpenError> {
+    if stored.seq != expected_seq {
+        return Err(OpenError::Tampered {
+            seq: expected_seq,
+            why: "gap or reordering in the journal".into(),
+        });
+    }
+    if leaf_hash(&stored.body) != stored.leaf_hash {
+        return Err(OpenError::Tampered {
+            seq: expected_seq,
+            why: "body does not match its recorded leaf hash".into(),
+        });
+    }
+    Ok(())
+}
+
 /// Checks one stored entry against its position and recorded hash.
 pub fn check_stored(stored: &StoredEntry, expected_seq: u64) -> Result<Entry, OpenError> {
     let tampered = |why: &str| OpenError::Tampered {
@@ -281,6 +407,7 @@ struct Writer {
     resync: bool,
     last_checkpoint: Instant,
     checkpointed_size: Option<u64>,
+    snapshot_size: u64,
 }
 
 type Waiter = oneshot::Sender<Result<Appended, AppendError>>;
@@ -317,6 +444,7 @@ impl Writer {
             if !drafts.is_empty() {
                 self.commit(drafts);
             }
+            self.maybe_snapshot();
             if checkpoints.is_empty() {
                 let _ = self.maybe_checkpoint(false);
             } else {
@@ -406,6 +534,30 @@ impl Writer {
                 seq: s.seq,
                 leaf: s.leaf_hash,
             }));
+        }
+    }
+
+    /// Writes a signed snapshot of the projections when enough entries have passed.
+    fn maybe_snapshot(&mut self) {
+        let every = self.config.snapshot_every;
+        let Ok((size, root)) = self.shared.tree.read().map(|t| (t.size(), t.root())) else {
+            return;
+        };
+        if every == 0 || size < self.snapshot_size + every {
+            return;
+        }
+        let Ok(body) = snapshot_body(&self.config.origin, size, &root, &self.projections) else {
+            return;
+        };
+        let signature = self.key.sign(&body).to_vec();
+        match self.journal.put_snapshot(&StoredSnapshot {
+            size,
+            body,
+            signature,
+        }) {
+            Ok(()) => self.snapshot_size = size,
+            // Only costs start-up time later; retried after the next batch.
+            Err(_) => metrics::counter!("journal_snapshot_failures_total").increment(1),
         }
     }
 

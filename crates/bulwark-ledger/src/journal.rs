@@ -47,6 +47,17 @@ pub struct StoredCheckpoint {
     pub note: String,
 }
 
+/// A signed snapshot of the projections at a tree size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSnapshot {
+    /// Tree size the views were folded up to.
+    pub size: u64,
+    /// Canonical JSON `{origin, root, size, views}`.
+    pub body: Vec<u8>,
+    /// Ed25519 signature over `body` by the ledger key.
+    pub signature: Vec<u8>,
+}
+
 /// A read-only handle on a store, usable beside the writer (HTTP reads, tiles, mirrors).
 pub trait JournalRead: Send + 'static {
     /// Entries with `from <= seq < to`, in order.
@@ -76,4 +87,19 @@ pub trait Journal: Send + 'static {
 
     /// The latest stored checkpoint.
     fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError>;
+
+    /// The leaf hashes recorded for `from <= seq < to`, in order (start-up fast path).
+    fn leaf_hashes(&self, from: u64, to: u64) -> Result<Vec<[u8; 32]>, StoreError> {
+        Ok(self
+            .read(from, to)?
+            .into_iter()
+            .map(|e| e.leaf_hash)
+            .collect())
+    }
+
+    /// Stores a projection snapshot.
+    fn put_snapshot(&mut self, snapshot: &StoredSnapshot) -> Result<(), StoreError>;
+
+    /// The latest stored snapshot.
+    fn latest_snapshot(&self) -> Result<Option<StoredSnapshot>, StoreError>;
 }

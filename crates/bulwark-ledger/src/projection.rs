@@ -1,8 +1,9 @@
 //! Projections: in-memory views folded from `state` entries.
 //!
 //! Each projection owns its view behind its own lock and is applied in journal order:
-//! at start-up to every stored entry, then to each durable batch before the callers of
-//! that batch are answered (append → apply → respond). Reads never touch the store.
+//! at start-up from the latest signed snapshot plus the entries after it, then to each
+//! durable batch before the callers of that batch are answered (append → apply →
+//! respond). Reads never touch the store.
 
 use crate::entry::{Entry, Kind};
 
@@ -14,6 +15,12 @@ pub trait Projection: Send + Sync + 'static {
     /// Folds one `state` entry into the view. Must be deterministic: the same entries in the
     /// same order always give the same view.
     fn apply(&self, entry: &Entry);
+
+    /// The whole view as JSON, for a snapshot.
+    fn snapshot(&self) -> serde_json::Value;
+
+    /// Replaces the view with a snapshot's state.
+    fn restore(&self, state: &serde_json::Value) -> Result<(), String>;
 }
 
 /// Applies `entry` to every projection if it is a state entry.

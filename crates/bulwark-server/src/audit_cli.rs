@@ -7,7 +7,8 @@ use anyhow::Context as _;
 use bulwark_crypto::SigningKey;
 use bulwark_ledger::checkpoint::{NoteSigner, NoteVerifier};
 use bulwark_ledger::journal::Journal as _;
-use bulwark_ledger::verify::{Report, Verifier};
+pub use bulwark_ledger::verify::Report;
+use bulwark_ledger::verify::Verifier;
 use bulwark_store::SqliteJournal;
 
 use crate::keys::JOURNAL_DB;
@@ -34,16 +35,32 @@ pub fn verify_data_dir(
     dir: &Path,
     vkey_override: Option<&str>,
     trusted_checkpoint: Option<&str>,
-    mut progress: impl FnMut(u64, u64),
+    progress: impl FnMut(u64, u64),
 ) -> anyhow::Result<Report> {
-    let origin = origin(dir)?;
     let vkey = match vkey_override {
         Some(v) => v.to_owned(),
         None => vkey(dir)?,
     };
-    let verifier = NoteVerifier::from_vkey(&vkey).context("invalid verifier key")?;
-    let journal = SqliteJournal::open_read_only(&dir.join(JOURNAL_DB))
-        .context("opening the journal read-only")?;
+    verify_db(
+        &dir.join(JOURNAL_DB),
+        &origin(dir)?,
+        &vkey,
+        trusted_checkpoint,
+        progress,
+    )
+}
+
+/// Verifies the journal database at `db` for the log `origin` under `vkey`.
+pub fn verify_db(
+    db: &Path,
+    origin: &str,
+    vkey: &str,
+    trusted_checkpoint: Option<&str>,
+    mut progress: impl FnMut(u64, u64),
+) -> anyhow::Result<Report> {
+    let verifier = NoteVerifier::from_vkey(vkey).context("invalid verifier key")?;
+    let journal = SqliteJournal::open_read_only(db)
+        .with_context(|| format!("opening `{}` read-only", db.display()))?;
     let size = journal.size()?;
     let mut v = Verifier::new();
     let mut from = 0;
@@ -62,6 +79,99 @@ pub fn verify_data_dir(
     if let Some(t) = trusted_checkpoint {
         notes.push(t.to_owned());
     }
-    let good = v.checkpoints(notes.iter().map(String::as_str), &verifier, Some(&origin));
+    let good = v.checkpoints(notes.iter().map(String::as_str), &verifier, Some(origin));
     Ok(v.finish(good))
+}
+
+/// `bulwark backup`: a consistent copy of the journal (safe while the server runs),
+/// verified before it is reported good. Returns the copy's report.
+pub fn backup(dir: &Path, out: &Path) -> anyhow::Result<Report> {
+    bulwark_store::backup_file(&dir.join(JOURNAL_DB), out).context("copying the journal")?;
+    let report = verify_db(out, &origin(dir)?, &vkey(dir)?, None, |_, _| {});
+    match report {
+        Ok(r) if r.ok => Ok(r),
+        Ok(r) => {
+            let _ = std::fs::remove_file(out);
+            anyhow::bail!(
+                "the journal does not verify, no backup written: {}",
+                r.reason.unwrap_or_default()
+            )
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(out);
+            Err(e)
+        }
+    }
+}
+
+/// `bulwark restore`: installs a backup as the data directory's journal, only if it
+/// verifies completely **and** is consistent with `trusted_checkpoint` (a signed checkpoint
+/// kept apart from the backup: the backup's tree must contain the checkpoint's tree). The
+/// server must be stopped. An existing journal is kept aside, never deleted, and is only
+/// replaced with `replace`.
+pub fn restore(
+    dir: &Path,
+    from: &Path,
+    trusted_checkpoint: &str,
+    vkey_override: Option<&str>,
+    replace: bool,
+) -> anyhow::Result<Report> {
+    let origin = origin(dir)?;
+    let vkey = match vkey_override {
+        Some(v) => v.to_owned(),
+        None => vkey(dir)?,
+    };
+    let trusted = NoteVerifier::from_vkey(&vkey)?
+        .verify(trusted_checkpoint)
+        .context("the trusted checkpoint does not verify under this instance's key")?;
+    if trusted.origin != origin {
+        anyhow::bail!(
+            "the trusted checkpoint is for `{}`, not `{origin}`",
+            trusted.origin
+        );
+    }
+    let report = verify_db(from, &origin, &vkey, Some(trusted_checkpoint), |_, _| {})?;
+    if !report.ok {
+        anyhow::bail!(
+            "refusing the backup: {} (divergent seq {:?})",
+            report.reason.clone().unwrap_or_default(),
+            report.divergent_seq
+        );
+    }
+    if report
+        .verified_checkpoint_size
+        .is_none_or(|s| s < trusted.size)
+    {
+        anyhow::bail!("refusing the backup: it does not contain the trusted checkpoint's tree");
+    }
+    let socket = dir.join("admin.sock");
+    if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+        anyhow::bail!("a server is running on `{}`: stop it first", dir.display());
+    }
+    let target = dir.join(JOURNAL_DB);
+    if target.exists() {
+        if !replace {
+            anyhow::bail!(
+                "`{}` exists; pass --replace to set it aside and restore",
+                target.display()
+            );
+        }
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        for suffix in ["", "-wal", "-shm"] {
+            let old = dir.join(format!("{JOURNAL_DB}{suffix}"));
+            if old.exists() {
+                let aside = dir.join(format!("{JOURNAL_DB}{suffix}.replaced-{stamp}"));
+                std::fs::rename(&old, &aside)
+                    .with_context(|| format!("setting `{}` aside", old.display()))?;
+            }
+        }
+    }
+    let tmp = dir.join(format!("{JOURNAL_DB}.restoring"));
+    let _ = std::fs::remove_file(&tmp);
+    bulwark_store::backup_file(from, &tmp).context("copying the backup")?;
+    std::fs::rename(&tmp, &target).context("installing the restored journal")?;
+    crate::fsutil::sync_dir(dir)?;
+    Ok(report)
 }

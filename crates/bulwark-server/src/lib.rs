@@ -13,10 +13,12 @@
 pub mod admin;
 mod audit_api;
 pub mod audit_cli;
+pub mod client;
 pub mod config;
 mod fsutil;
 pub mod hygiene;
 pub mod keys;
+pub mod mirror;
 pub mod projections;
 pub mod readiness;
 pub mod routes;
@@ -158,6 +160,7 @@ fn open_ledger(
         origin: keys.origin(),
         checkpoint_interval: cfg.checkpoint_interval,
         max_batch: 4096,
+        snapshot_every: 10_000,
     };
     bulwark_ledger::Ledger::open(journal, keys.ledger_key()?, config, vec![key_view]).map_err(|e| {
         let hint = cfg.data_dir.as_ref().map_or(String::new(), |d| {

@@ -44,7 +44,7 @@ pub struct InstanceStart {
 impl EntryData for InstanceStart {}
 
 /// One key as the view knows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyRecord {
     /// Key id.
     pub kid: String,
@@ -53,7 +53,7 @@ pub struct KeyRecord {
     /// Seq of the entry that created it.
     pub created_seq: u64,
     /// `active` or `retired`.
-    pub status: &'static str,
+    pub status: String,
 }
 
 /// Keys by purpose, newest last.
@@ -99,15 +99,27 @@ impl Projection for KeyView {
         if let Ok(mut m) = self.by_purpose.write() {
             let keys = m.entry(created.purpose).or_default();
             for k in keys.iter_mut() {
-                k.status = "retired";
+                "retired".clone_into(&mut k.status);
             }
             keys.push(KeyRecord {
                 kid: created.kid,
                 alg: created.alg,
                 created_seq: entry.seq,
-                status: "active",
+                status: "active".into(),
             });
         }
+    }
+
+    fn snapshot(&self) -> serde_json::Value {
+        serde_json::to_value(self.snapshot()).unwrap_or_default()
+    }
+
+    fn restore(&self, state: &serde_json::Value) -> Result<(), String> {
+        let m: BTreeMap<String, Vec<KeyRecord>> =
+            serde_json::from_value(state.clone()).map_err(|e| e.to_string())?;
+        let mut view = self.by_purpose.write().map_err(|_| "poisoned".to_owned())?;
+        *view = m;
+        Ok(())
     }
 }
 
@@ -139,5 +151,8 @@ mod tests {
         assert_eq!(s["kek"].len(), 1);
         assert!(v.knows("kek", "k"));
         assert!(!v.knows("kek", "a"));
+        let copy = KeyView::default();
+        copy.restore(&Projection::snapshot(&v)).unwrap();
+        assert_eq!(copy.snapshot(), v.snapshot());
     }
 }

@@ -88,6 +88,7 @@ async fn appends(dir: &std::path::Path, writers: u64, secs: u64) -> f64 {
             origin: "bulwark/bench".into(),
             checkpoint_interval: Duration::from_secs(1),
             max_batch: 4096,
+            snapshot_every: 0,
         },
         vec![],
     )

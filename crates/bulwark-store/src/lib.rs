@@ -13,4 +13,4 @@ mod memory;
 mod sqlite;
 
 pub use memory::MemoryJournal;
-pub use sqlite::SqliteJournal;
+pub use sqlite::{SqliteJournal, backup_file};

@@ -2,13 +2,16 @@
 
 use std::sync::{Arc, RwLock};
 
-use bulwark_ledger::journal::{Journal, JournalRead, StoreError, StoredCheckpoint, StoredEntry};
+use bulwark_ledger::journal::{
+    Journal, JournalRead, StoreError, StoredCheckpoint, StoredEntry, StoredSnapshot,
+};
 
 /// A journal held in memory; lost at exit.
 #[derive(Debug, Default)]
 pub struct MemoryJournal {
     entries: Arc<RwLock<Vec<StoredEntry>>>,
     checkpoints: Vec<StoredCheckpoint>,
+    snapshot: Option<StoredSnapshot>,
 }
 
 struct MemoryReader(Arc<RwLock<Vec<StoredEntry>>>);
@@ -118,6 +121,15 @@ impl Journal for MemoryJournal {
         Ok(self.checkpoints.clone())
     }
 
+    fn put_snapshot(&mut self, snapshot: &StoredSnapshot) -> Result<(), StoreError> {
+        self.snapshot = Some(snapshot.clone());
+        Ok(())
+    }
+
+    fn latest_snapshot(&self) -> Result<Option<StoredSnapshot>, StoreError> {
+        Ok(self.snapshot.clone())
+    }
+
     fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
         Ok(self.checkpoints.last().cloned())
     }
@@ -179,6 +191,18 @@ pub(crate) mod tests {
         assert_eq!(j.latest_checkpoint().unwrap().unwrap().size, 3);
         assert_eq!(j.size().unwrap(), 4);
         assert_eq!(j.checkpoints().unwrap().len(), 2);
+        assert_eq!(
+            j.leaf_hashes(1, 3).unwrap(),
+            vec![entry(1, "b").leaf_hash, entry(2, "c").leaf_hash]
+        );
+        assert!(j.latest_snapshot().unwrap().is_none());
+        let snap = StoredSnapshot {
+            size: 2,
+            body: b"{}".to_vec(),
+            signature: vec![1; 64],
+        };
+        j.put_snapshot(&snap).unwrap();
+        assert_eq!(j.latest_snapshot().unwrap(), Some(snap));
     }
 
     #[test]

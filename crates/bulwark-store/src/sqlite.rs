@@ -3,14 +3,17 @@
 
 use std::path::Path;
 
-use bulwark_ledger::journal::{Journal, JournalRead, StoreError, StoredCheckpoint, StoredEntry};
+use bulwark_ledger::journal::{
+    Journal, JournalRead, StoreError, StoredCheckpoint, StoredEntry, StoredSnapshot,
+};
 use rusqlite::{Connection, OpenFlags, OptionalExtension as _, params};
 
 use crate::memory::check_append;
 
 /// Forward-only migrations; index + 1 is the schema version. There are no down steps: the
 /// journal is never rewritten.
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE journal (
     seq       INTEGER PRIMARY KEY,
     body      BLOB    NOT NULL,
@@ -28,7 +31,15 @@ CREATE TRIGGER checkpoints_no_update BEFORE UPDATE ON checkpoints
 BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
 CREATE TRIGGER checkpoints_no_delete BEFORE DELETE ON checkpoints
 BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
-"];
+",
+    r"
+CREATE TABLE snapshots (
+    size      INTEGER PRIMARY KEY,
+    body      BLOB    NOT NULL,
+    signature BLOB    NOT NULL
+) STRICT;
+",
+];
 
 /// A journal in a SQLite database file.
 pub struct SqliteJournal {
@@ -122,6 +133,23 @@ impl SqliteJournal {
     }
 }
 
+/// Writes a consistent copy of the journal database at `src` to `dest` (which must not
+/// exist; created 0600: it holds tenant metadata). Safe while a writer is running: SQLite's
+/// online backup copies one snapshot.
+pub fn backup_file(src: &Path, dest: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dest)
+        .map_err(|e| StoreError::Unavailable(format!("cannot create `{}`: {e}", dest.display())))?;
+    let conn =
+        Connection::open_with_flags(src, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(unavailable)?;
+    conn.backup(rusqlite::MAIN_DB, dest, None)
+        .map_err(unavailable)
+}
+
 fn to_i64(v: u64) -> Result<i64, StoreError> {
     i64::try_from(v).map_err(|_| StoreError::Conflict {
         seq: v,
@@ -205,6 +233,70 @@ impl Journal for SqliteJournal {
         Ok(())
     }
 
+    fn leaf_hashes(&self, from: u64, to: u64) -> Result<Vec<[u8; 32]>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, leaf_hash FROM journal WHERE seq >= ?1 AND seq < ?2 ORDER BY seq",
+            )
+            .map_err(unavailable)?;
+        let to = to.min(i64::MAX as u64);
+        let rows = stmt
+            .query_map([to_i64(from)?, to_i64(to)?], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })
+            .map_err(unavailable)?;
+        let mut out = Vec::new();
+        for (i, row) in rows.enumerate() {
+            let (seq, hash) = row.map_err(unavailable)?;
+            if u64::try_from(seq).ok() != Some(from + i as u64) {
+                return Err(StoreError::Corrupt(format!(
+                    "gap in the journal before seq {seq}"
+                )));
+            }
+            out.push(<[u8; 32]>::try_from(hash.as_slice()).map_err(|_| {
+                StoreError::Corrupt(format!("leaf hash of seq {seq} is not 32 bytes"))
+            })?);
+        }
+        Ok(out)
+    }
+
+    fn put_snapshot(&mut self, s: &StoredSnapshot) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO snapshots (size, body, signature) VALUES (?1, ?2, ?3) ON CONFLICT (size) DO NOTHING",
+                params![to_i64(s.size)?, s.body, s.signature],
+            )
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    fn latest_snapshot(&self) -> Result<Option<StoredSnapshot>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT size, body, signature FROM snapshots ORDER BY size DESC LIMIT 1",
+                [],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, Vec<u8>>(1)?,
+                        r.get::<_, Vec<u8>>(2)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(unavailable)?
+            .map(|(size, body, signature)| {
+                Ok(StoredSnapshot {
+                    size: u64::try_from(size)
+                        .map_err(|_| StoreError::Corrupt("negative size".into()))?,
+                    body,
+                    signature,
+                })
+            })
+            .transpose()
+    }
+
     fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StoreError> {
         let mut stmt = self
             .conn
@@ -275,6 +367,22 @@ mod tests {
         let del = conn.execute("DELETE FROM journal", []);
         assert!(del.unwrap_err().to_string().contains("append-only"));
         assert_eq!(j.read(0, 1).unwrap(), vec![entry(0, "a")]);
+    }
+
+    #[test]
+    fn backup_copies_a_consistent_private_snapshot() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("journal.db");
+        let mut j = SqliteJournal::open(&path).unwrap();
+        j.append(0, &[entry(0, "a"), entry(1, "b")]).unwrap();
+        let dest = t.path().join("backup.db");
+        backup_file(&path, &dest).unwrap();
+        let mode = std::fs::metadata(&dest).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let b = SqliteJournal::open_read_only(&dest).unwrap();
+        assert_eq!(b.read(0, 9).unwrap(), vec![entry(0, "a"), entry(1, "b")]);
+        assert!(backup_file(&path, &dest).is_err(), "never overwrites");
     }
 
     #[test]

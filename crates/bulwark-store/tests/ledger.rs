@@ -11,7 +11,9 @@ use std::time::Duration;
 use bulwark_crypto::SigningKey;
 use bulwark_ledger::checkpoint::NoteVerifier;
 use bulwark_ledger::entry::{Draft, Entry, EntryData, Kind};
-use bulwark_ledger::journal::{Journal, JournalRead, StoreError, StoredCheckpoint, StoredEntry};
+use bulwark_ledger::journal::{
+    Journal, JournalRead, StoreError, StoredCheckpoint, StoredEntry, StoredSnapshot,
+};
 use bulwark_ledger::merkle::{Tree, leaf_hash, verify_inclusion};
 use bulwark_ledger::projection::Projection;
 use bulwark_ledger::{AppendError, Ledger, LedgerConfig, OpenError};
@@ -22,6 +24,7 @@ fn config() -> LedgerConfig {
         origin: "bulwark/test".into(),
         checkpoint_interval: Duration::from_millis(50),
         max_batch: 1024,
+        snapshot_every: 20,
     }
 }
 
@@ -131,6 +134,12 @@ impl Journal for Failing {
     fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
         self.inner.latest_checkpoint()
     }
+    fn put_snapshot(&mut self, s: &StoredSnapshot) -> Result<(), StoreError> {
+        self.inner.put_snapshot(s)
+    }
+    fn latest_snapshot(&self) -> Result<Option<StoredSnapshot>, StoreError> {
+        self.inner.latest_snapshot()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,18 +186,29 @@ async fn a_failing_store_acknowledges_nothing_and_recovers() {
     assert!(ledger.is_healthy());
 }
 
+/// A view of every folded entry, and how many entries were folded into this instance
+/// (restores do not count).
 #[derive(Default)]
-struct Counts(Mutex<Vec<(String, u64)>>);
+struct Counts(Mutex<Vec<(String, u64)>>, std::sync::atomic::AtomicU64);
 
 impl Projection for Counts {
     fn name(&self) -> &'static str {
         "counts"
     }
     fn apply(&self, entry: &Entry) {
+        self.1.fetch_add(1, Ordering::SeqCst);
         self.0
             .lock()
             .unwrap()
             .push((entry.resource.clone(), entry.data["n"].as_u64().unwrap()));
+    }
+    fn snapshot(&self) -> serde_json::Value {
+        serde_json::to_value(&*self.0.lock().unwrap()).unwrap()
+    }
+    fn restore(&self, state: &serde_json::Value) -> Result<(), String> {
+        *self.0.lock().unwrap() =
+            serde_json::from_value(state.clone()).map_err(|e| e.to_string())?;
+        Ok(())
     }
 }
 

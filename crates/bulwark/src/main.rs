@@ -34,6 +34,43 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Write a consistent, verified copy of the journal (safe while the server runs).
+    Backup {
+        /// The server's data directory.
+        #[arg(
+            long,
+            env = "BULWARK_DATA_DIR",
+            default_value = "./bulwark-data",
+            value_name = "DIR"
+        )]
+        data_dir: PathBuf,
+        /// The backup file to create (0600; never overwritten).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Install a backup as the journal, only if it is consistent with a trusted checkpoint.
+    Restore {
+        /// The server's data directory (the server must be stopped).
+        #[arg(
+            long,
+            env = "BULWARK_DATA_DIR",
+            default_value = "./bulwark-data",
+            value_name = "DIR"
+        )]
+        data_dir: PathBuf,
+        /// The backup file.
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// A signed checkpoint kept apart from the backup; the backup must contain its tree.
+        #[arg(long, value_name = "FILE")]
+        trusted_checkpoint: PathBuf,
+        /// Verifier key obtained out of band [default: derived from the data directory].
+        #[arg(long, value_name = "VKEY")]
+        vkey: Option<String>,
+        /// Set an existing journal aside (renamed, never deleted) and restore over it.
+        #[arg(long)]
+        replace: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -66,6 +103,22 @@ enum AuditCommand {
         /// A signed checkpoint saved earlier, trusted to be authentic.
         #[arg(long, value_name = "FILE")]
         checkpoint: Option<PathBuf>,
+    },
+    /// Follow a log's checkpoints and hash tiles into a directory; alarm (exit 2) on a
+    /// split view. Runs once: schedule it (cron, systemd timer) to keep following.
+    Mirror {
+        /// The log's base URL, e.g. https://bulwark.internal:8443.
+        #[arg(long, value_name = "URL")]
+        from: String,
+        /// The mirror directory.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// CA certificate(s) to trust for the log's TLS certificate.
+        #[arg(long, value_name = "FILE")]
+        ca: PathBuf,
+        /// The log's verifier key, obtained out of band [default: pinned on first use].
+        #[arg(long, value_name = "VKEY")]
+        vkey: Option<String>,
     },
 }
 
@@ -117,6 +170,79 @@ fn main() -> ExitCode {
                     checkpoint,
                 },
         } => audit_verify(&data_dir, vkey.as_deref(), checkpoint.as_deref()),
+        Command::Audit {
+            command:
+                AuditCommand::Mirror {
+                    from,
+                    dir,
+                    ca,
+                    vkey,
+                },
+        } => audit_mirror(&from, &dir, &ca, vkey.as_deref()),
+        Command::Backup { data_dir, out } => {
+            report_or_fail(bulwark_server::audit_cli::backup(&data_dir, &out))
+        }
+        Command::Restore {
+            data_dir,
+            from,
+            trusted_checkpoint,
+            vkey,
+            replace,
+        } => match std::fs::read_to_string(&trusted_checkpoint) {
+            Ok(note) => report_or_fail(bulwark_server::audit_cli::restore(
+                &data_dir,
+                &from,
+                &note,
+                vkey.as_deref(),
+                replace,
+            )),
+            Err(e) => fail(&anyhow::Error::from(e).context("reading --trusted-checkpoint")),
+        },
+    }
+}
+
+fn audit_mirror(from: &str, dir: &Path, ca: &Path, vkey: Option<&str>) -> ExitCode {
+    let ca_pem = match std::fs::read_to_string(ca) {
+        Ok(c) => c,
+        Err(e) => return fail(&anyhow::Error::from(e).context("reading --ca")),
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&e.into()),
+    };
+    match rt.block_on(bulwark_server::mirror::run_once(from, dir, &ca_pem, vkey)) {
+        Ok(report) => {
+            println!(
+                "{}",
+                serde_json::to_string(&report).unwrap_or_else(|_| "{}".into())
+            );
+            if report.ok {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!(
+                    "bulwark: ALARM: {}",
+                    report.alarm.as_deref().unwrap_or("unknown")
+                );
+                ExitCode::from(2)
+            }
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn report_or_fail(r: anyhow::Result<bulwark_server::audit_cli::Report>) -> ExitCode {
+    match r {
+        Ok(report) => {
+            println!(
+                "{}",
+                serde_json::to_string(&report).unwrap_or_else(|_| "{}".into())
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
     }
 }
 

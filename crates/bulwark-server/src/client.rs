@@ -1,0 +1,76 @@
+//! A minimal HTTPS GET client for the CLI (mirrors, remote checks): rustls with an explicit
+//! CA, HTTP/1.1, bounded response size.
+
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use http_body_util::{BodyExt as _, Empty, Limited};
+use hyper_util::rt::TokioIo;
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, ServerName};
+
+/// The largest response body we read.
+const MAX_BODY: usize = 16 << 20;
+
+/// An HTTPS client trusting exactly the CA certificates it was given.
+pub struct Client {
+    tls: tokio_rustls::TlsConnector,
+}
+
+impl Client {
+    /// A client trusting the PEM certificates in `ca_pem`.
+    pub fn new(ca_pem: &str) -> anyhow::Result<Self> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+            roots
+                .add(cert.context("CA PEM")?)
+                .context("CA certificate")?;
+        }
+        if roots.is_empty() {
+            bail!("no CA certificate given");
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Self {
+            tls: tokio_rustls::TlsConnector::from(Arc::new(cfg)),
+        })
+    }
+
+    /// `GET url`; returns the status and body.
+    pub async fn get(&self, url: &str) -> anyhow::Result<(u16, Vec<u8>)> {
+        let uri: http::Uri = url
+            .parse()
+            .with_context(|| format!("invalid URL `{url}`"))?;
+        if uri.scheme_str() != Some("https") {
+            bail!("only https URLs are allowed: `{url}`");
+        }
+        let host = uri.host().context("URL without host")?.to_owned();
+        let port = uri.port_u16().unwrap_or(443);
+        let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .with_context(|| format!("cannot connect to {host}:{port}"))?;
+        let name = ServerName::try_from(host.trim_matches(|c| c == '[' || c == ']').to_owned())
+            .context("server name")?;
+        let tls = self.tls.connect(name, tcp).await.context("TLS handshake")?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .context("HTTP handshake")?;
+        tokio::spawn(conn);
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let req = http::Request::get(path)
+            .header(http::header::HOST, host)
+            .body(Empty::<axum::body::Bytes>::new())?;
+        let resp = sender.send_request(req).await.context("request failed")?;
+        let status = resp.status().as_u16();
+        let body = Limited::new(resp.into_body(), MAX_BODY)
+            .collect()
+            .await
+            .map_err(|e| anyhow::anyhow!("reading response: {e}"))?
+            .to_bytes();
+        Ok((status, body.to_vec()))
+    }
+}
