@@ -41,6 +41,43 @@ pub fn hex(h: &Hash) -> String {
     h.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Checks one entry at position `seq`: its recomputed leaf hash, and what is wrong with it.
+fn check_entry(stored: &StoredEntry, seq: u64) -> (Hash, Option<Failure>) {
+    let observed = leaf_hash(&stored.body);
+    let failure = if stored.seq != seq {
+        Some(Failure {
+            seq,
+            expected: None,
+            observed: None,
+            reason: format!("entry at position {seq} carries seq {}", stored.seq),
+        })
+    } else if observed != stored.leaf_hash {
+        Some(Failure {
+            seq,
+            expected: Some(hex(&stored.leaf_hash)),
+            observed: Some(hex(&observed)),
+            reason: "entry body does not match the leaf hash recorded when it was appended".into(),
+        })
+    } else {
+        match Entry::from_canonical(&stored.body) {
+            Ok(e) if e.seq == seq => None,
+            Ok(e) => Some(Failure {
+                seq,
+                expected: None,
+                observed: None,
+                reason: format!("entry at position {seq} says seq {}", e.seq),
+            }),
+            Err(e) => Some(Failure {
+                seq,
+                expected: None,
+                observed: Some(hex(&observed)),
+                reason: format!("entry is not a valid canonical entry: {e}"),
+            }),
+        }
+    };
+    (observed, failure)
+}
+
 /// Incremental verifier: feed entries in order, then checkpoints, then [`Verifier::finish`].
 pub struct Verifier {
     tree: Tree,
@@ -86,38 +123,54 @@ impl Verifier {
     /// rewritten together with its recorded hash still diverges from the checkpoints.
     pub fn entry(&mut self, stored: &StoredEntry) {
         let seq = self.tree.size();
-        let observed = leaf_hash(&stored.body);
-        if stored.seq != seq {
+        let (observed, failure) = check_entry(stored, seq);
+        self.record(observed, failure);
+    }
+
+    /// Checks a run of consecutive entries, spreading the re-hashing and re-parsing over
+    /// `threads` threads; the result is the same as calling [`Verifier::entry`] on each.
+    pub fn entries(&mut self, stored: &[StoredEntry], threads: usize) {
+        let first = self.tree.size();
+        let per = stored.len().div_ceil(threads.max(1)).max(1);
+        let results: Vec<Vec<(Hash, Option<Failure>)>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = stored
+                .chunks(per)
+                .enumerate()
+                .map(|(i, chunk)| {
+                    let base = first + (i * per) as u64;
+                    scope.spawn(move || {
+                        chunk
+                            .iter()
+                            .enumerate()
+                            .map(|(j, e)| check_entry(e, base + j as u64))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        let mut n = 0;
+        for (observed, failure) in results.into_iter().flatten() {
+            self.record(observed, failure);
+            n += 1;
+        }
+        // A worker that died leaves entries unchecked: that is a failure, not a pass.
+        if n != stored.len() {
             self.fail(Failure {
-                seq,
+                seq: first + n as u64,
                 expected: None,
                 observed: None,
-                reason: format!("entry at position {seq} carries seq {}", stored.seq),
+                reason: "verification worker failed".into(),
             });
-        } else if observed != stored.leaf_hash {
-            self.fail(Failure {
-                seq,
-                expected: Some(hex(&stored.leaf_hash)),
-                observed: Some(hex(&observed)),
-                reason: "entry body does not match the leaf hash recorded when it was appended"
-                    .into(),
-            });
-        } else {
-            match Entry::from_canonical(&stored.body) {
-                Ok(e) if e.seq == seq => {}
-                Ok(e) => self.fail(Failure {
-                    seq,
-                    expected: None,
-                    observed: None,
-                    reason: format!("entry at position {seq} says seq {}", e.seq),
-                }),
-                Err(e) => self.fail(Failure {
-                    seq,
-                    expected: None,
-                    observed: Some(hex(&observed)),
-                    reason: format!("entry is not a valid canonical entry: {e}"),
-                }),
-            }
+        }
+    }
+
+    fn record(&mut self, observed: Hash, failure: Option<Failure>) {
+        if let Some(f) = failure {
+            self.fail(f);
         }
         self.tree.push(observed);
     }
@@ -273,9 +326,11 @@ mod tests {
     fn run(entries: &[StoredEntry], notes: &[String], key: &SigningKey) -> Report {
         let v = NoteVerifier::from_vkey(&NoteSigner::new("o", key).unwrap().vkey()).unwrap();
         let mut ver = Verifier::new();
-        for e in entries {
+        let (a, b) = entries.split_at(entries.len() / 3);
+        for e in a {
             ver.entry(e);
         }
+        ver.entries(b, 3);
         let good = ver.checkpoints(notes.iter().map(String::as_str), &v, Some("o"));
         ver.finish(good)
     }

@@ -69,9 +69,7 @@ pub fn verify_db(
         if chunk.is_empty() {
             break;
         }
-        for e in &chunk {
-            v.entry(e);
-        }
+        v.entries(&chunk, threads());
         from += chunk.len() as u64;
         progress(from, size);
     }
@@ -174,4 +172,9 @@ pub fn restore(
     std::fs::rename(&tmp, &target).context("installing the restored journal")?;
     crate::fsutil::sync_dir(dir)?;
     Ok(report)
+}
+
+/// Threads for verification: one per core.
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
 }

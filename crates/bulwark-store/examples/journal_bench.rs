@@ -146,9 +146,7 @@ fn verify_million(dir: &std::path::Path) {
     let mut from = 0;
     while from < total {
         let chunk = ro.read(from, (from + 16_384).min(total)).unwrap();
-        for e in &chunk {
-            v.entry(e);
-        }
+        v.entries(&chunk, threads());
         from += chunk.len() as u64;
     }
     let report = v.finish(None);
@@ -173,4 +171,9 @@ fn main() {
         println!("durable appends/s with {writers} writers: {rate:.0}");
     }
     verify_million(dir);
+}
+
+/// Threads for verification: one per core.
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
 }

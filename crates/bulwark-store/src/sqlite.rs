@@ -120,17 +120,6 @@ impl SqliteJournal {
         }
         tx.commit().map_err(unavailable)
     }
-
-    fn body_at(&self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT body FROM journal WHERE seq = ?1",
-                [to_i64(seq)?],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(unavailable)
-    }
 }
 
 /// Writes a consistent copy of the journal database at `src` to `dest` (which must not
@@ -150,6 +139,39 @@ pub fn backup_file(src: &Path, dest: &Path) -> Result<(), StoreError> {
         .map_err(unavailable)
 }
 
+/// Rows per multi-row INSERT (3 parameters each, well under SQLite's parameter limit).
+const INSERT_ROWS: usize = 64;
+
+fn multi_insert_sql() -> String {
+    let mut sql = String::from("INSERT INTO journal (seq, body, leaf_hash) VALUES ");
+    for i in 0..INSERT_ROWS {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str("(?,?,?)");
+    }
+    sql
+}
+
+fn size_of(conn: &Connection) -> Result<u64, StoreError> {
+    let n: i64 = conn
+        .query_row("SELECT COALESCE(MAX(seq) + 1, 0) FROM journal", [], |r| {
+            r.get(0)
+        })
+        .map_err(unavailable)?;
+    u64::try_from(n).map_err(|_| StoreError::Corrupt("negative seq".into()))
+}
+
+fn body_at(conn: &Connection, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
+    conn.query_row(
+        "SELECT body FROM journal WHERE seq = ?1",
+        [to_i64(seq)?],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(unavailable)
+}
+
 fn to_i64(v: u64) -> Result<i64, StoreError> {
     i64::try_from(v).map_err(|_| StoreError::Conflict {
         seq: v,
@@ -165,25 +187,41 @@ impl Journal for SqliteJournal {
     }
 
     fn size(&self) -> Result<u64, StoreError> {
-        let n: i64 = self
-            .conn
-            .query_row("SELECT COALESCE(MAX(seq) + 1, 0) FROM journal", [], |r| {
-                r.get(0)
-            })
-            .map_err(unavailable)?;
-        u64::try_from(n).map_err(|_| StoreError::Corrupt("negative seq".into()))
+        size_of(&self.conn)
     }
 
     fn append(&mut self, first: u64, entries: &[StoredEntry]) -> Result<(), StoreError> {
-        let size = self.size()?;
-        let new = check_append(size, first, entries, |seq| self.body_at(seq))?;
+        // The size check and the inserts share one transaction.
         let tx = self.conn.transaction().map_err(unavailable)?;
+        let size = size_of(&tx)?;
+        let new = check_append(size, first, entries, |seq| body_at(&tx, seq))?;
+        let fresh = entries.get(entries.len() - new..).unwrap_or_default();
+        // Multi-row INSERTs: one statement step per 64 rows instead of per row.
+        let mut chunks = fresh.chunks_exact(INSERT_ROWS);
         {
-            let mut stmt = tx
+            let mut many = tx
+                .prepare_cached(&multi_insert_sql())
+                .map_err(unavailable)?;
+            for chunk in chunks.by_ref() {
+                let seqs: Vec<i64> = chunk
+                    .iter()
+                    .map(|e| to_i64(e.seq))
+                    .collect::<Result<_, _>>()?;
+                let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(3 * INSERT_ROWS);
+                for (e, seq) in chunk.iter().zip(&seqs) {
+                    values.push(seq);
+                    values.push(&e.body);
+                    values.push(&e.leaf_hash);
+                }
+                many.execute(values.as_slice()).map_err(unavailable)?;
+            }
+        }
+        {
+            let mut one = tx
                 .prepare_cached("INSERT INTO journal (seq, body, leaf_hash) VALUES (?1, ?2, ?3)")
                 .map_err(unavailable)?;
-            for e in entries.iter().skip(entries.len() - new) {
-                stmt.execute(params![to_i64(e.seq)?, e.body, e.leaf_hash.as_slice()])
+            for e in chunks.remainder() {
+                one.execute(params![to_i64(e.seq)?, e.body, e.leaf_hash.as_slice()])
                     .map_err(unavailable)?;
             }
         }
