@@ -178,3 +178,91 @@ pub fn restore(
 fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
 }
+
+/// `bulwark audit verify --url`: fetches the checkpoint, the level-0 hash tiles and the
+/// entry bundles from a running log and verifies them like a local journal (the tiles'
+/// hashes play the part of the recorded leaf hashes, so a rewritten body is pinned to its
+/// seq). Entry bundles are served to instance auditors only.
+pub async fn verify_url(
+    base: &str,
+    ca_pem: &str,
+    vkey_override: Option<&str>,
+    trusted_checkpoint: Option<&str>,
+) -> anyhow::Result<Report> {
+    use bulwark_ledger::journal::StoredEntry;
+    use bulwark_ledger::tiles::{self, TILE_WIDTH};
+
+    let client = crate::client::Client::new(ca_pem)?;
+    let base = base.trim_end_matches('/');
+    let get = |path: String| {
+        let client = &client;
+        async move {
+            let (status, body) = client.get(&format!("{base}{path}")).await?;
+            match status {
+                200 => Ok(body),
+                403 => anyhow::bail!(
+                    "`{path}` is served to instance auditors only: run `bulwark audit verify --data-dir` on the server's host"
+                ),
+                s => anyhow::bail!("`{path}`: HTTP {s}"),
+            }
+        }
+    };
+    let vkey = match vkey_override {
+        Some(v) => v.to_owned(),
+        None => String::from_utf8(get("/v1/audit/log/key".into()).await?)?
+            .trim()
+            .to_owned(),
+    };
+    let verifier = NoteVerifier::from_vkey(&vkey).context("invalid verifier key")?;
+    let note = String::from_utf8(get("/v1/audit/log/checkpoint".into()).await?)?;
+    let cp = verifier
+        .verify(&note)
+        .context("the log's checkpoint does not verify")?;
+    let mut v = Verifier::new();
+    let mut index = 0u64;
+    while index * TILE_WIDTH < cp.size {
+        let width = (cp.size - index * TILE_WIDTH).min(TILE_WIDTH);
+        let name = if width == TILE_WIDTH {
+            tiles::encode_index(index)
+        } else {
+            format!("{}.p/{width}", tiles::encode_index(index))
+        };
+        let hashes = get(format!("/v1/audit/log/tile/0/{name}")).await?;
+        let bundle = get(format!("/v1/audit/log/tile/entries/{name}")).await?;
+        let mut rest = bundle.as_slice();
+        let mut chunk = Vec::with_capacity(usize::try_from(width).unwrap_or(0));
+        for (i, h) in hashes.chunks_exact(32).enumerate() {
+            let (Some(len), Some(after)) = (rest.get(..2), rest.get(2..)) else {
+                anyhow::bail!("entry bundle {name} is shorter than its tile");
+            };
+            let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
+            let body = after.get(..len).context("entry bundle truncated")?.to_vec();
+            rest = after.get(len..).unwrap_or_default();
+            let mut leaf_hash = [0u8; 32];
+            leaf_hash.copy_from_slice(h);
+            chunk.push(StoredEntry {
+                seq: index * TILE_WIDTH + i as u64,
+                body,
+                leaf_hash,
+            });
+        }
+        if chunk.len() as u64 != width {
+            anyhow::bail!(
+                "hash tile {name} has {} hashes, expected {width}",
+                chunk.len()
+            );
+        }
+        v.entries(&chunk, threads());
+        index += 1;
+    }
+    let mut notes = vec![note];
+    if let Some(t) = trusted_checkpoint {
+        notes.push(t.to_owned());
+    }
+    let good = v.checkpoints(
+        notes.iter().map(String::as_str),
+        &verifier,
+        Some(&cp.origin),
+    );
+    Ok(v.finish(good))
+}

@@ -97,6 +97,12 @@ enum AuditCommand {
             value_name = "DIR"
         )]
         data_dir: PathBuf,
+        /// Verify a running log over HTTPS instead (needs auditor access to entry bundles).
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// CA certificate(s) for --url [default: <data-dir>/ca.pem].
+        #[arg(long, value_name = "FILE")]
+        ca: Option<PathBuf>,
         /// Verifier key obtained out of band [default: derived from the data directory].
         #[arg(long, value_name = "VKEY")]
         vkey: Option<String>,
@@ -166,8 +172,25 @@ fn main() -> ExitCode {
             command:
                 AuditCommand::Verify {
                     data_dir,
+                    url: Some(url),
+                    ca,
                     vkey,
                     checkpoint,
+                },
+        } => audit_verify_url(
+            &url,
+            &ca.unwrap_or_else(|| data_dir.join("ca.pem")),
+            vkey.as_deref(),
+            checkpoint.as_deref(),
+        ),
+        Command::Audit {
+            command:
+                AuditCommand::Verify {
+                    data_dir,
+                    url: None,
+                    vkey,
+                    checkpoint,
+                    ..
                 },
         } => audit_verify(&data_dir, vkey.as_deref(), checkpoint.as_deref()),
         Command::Audit {
@@ -198,6 +221,48 @@ fn main() -> ExitCode {
             )),
             Err(e) => fail(&anyhow::Error::from(e).context("reading --trusted-checkpoint")),
         },
+    }
+}
+
+fn audit_verify_url(
+    url: &str,
+    ca: &Path,
+    vkey: Option<&str>,
+    checkpoint: Option<&Path>,
+) -> ExitCode {
+    let (ca_pem, trusted) = match (
+        std::fs::read_to_string(ca),
+        checkpoint.map(std::fs::read_to_string).transpose(),
+    ) {
+        (Ok(c), Ok(t)) => (c, t),
+        (Err(e), _) => return fail(&anyhow::Error::from(e).context("reading --ca")),
+        (_, Err(e)) => return fail(&anyhow::Error::from(e).context("reading --checkpoint")),
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&e.into()),
+    };
+    match rt.block_on(bulwark_server::audit_cli::verify_url(
+        url,
+        &ca_pem,
+        vkey,
+        trusted.as_deref(),
+    )) {
+        Ok(report) => {
+            println!(
+                "{}",
+                serde_json::to_string(&report).unwrap_or_else(|_| "{}".into())
+            );
+            if report.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => fail(&e),
     }
 }
 

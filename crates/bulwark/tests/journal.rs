@@ -401,3 +401,35 @@ async fn kill_9_during_concurrent_appends_loses_no_acknowledged_entry() {
     let (ok, report) = verify(&dir, &[]);
     assert!(ok, "{report}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_verify_over_https_needs_auditor_access_and_verifies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let s = Server::start_in(&dir, &["--insecure-serve-entry-bundles"], &[]);
+    let url = format!("https://localhost:{}", s.addr.port());
+    let out = Command::new(BIN)
+        .args(["audit", "verify", "--url", &url, "--ca"])
+        .arg(dir.join("ca.pem"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["size"], 5);
+    drop(s);
+
+    let s = Server::start_in(&dir, &[], &[]);
+    let url = format!("https://localhost:{}", s.addr.port());
+    let out = Command::new(BIN)
+        .args(["audit", "verify", "--url", &url, "--ca"])
+        .arg(dir.join("ca.pem"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("instance auditors only"));
+}
