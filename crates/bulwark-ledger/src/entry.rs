@@ -6,7 +6,7 @@
 //! (`bulwark_crypto::SecretBytes`, keys) implement neither `Serialize` nor `EntryData`, so
 //! they cannot be put into an entry by accident:
 //!
-//! ```compile_fail
+//! ```compile_fail,E0277
 //! use bulwark_ledger::entry::{Draft, Kind, Outcome};
 //! let secret = bulwark_crypto::SecretBytes::new(b"hunter2".to_vec());
 //! let _ = Draft::new(Kind::Access, "secret.read", "org/a/app/b/env/c/secret/d")

@@ -143,6 +143,23 @@ async fn checkpoints_tiles_and_proofs_verify_across_a_restart() {
     let r = s.get("/v1/audit/proof/consistency?from=x&to=3").await;
     assert_eq!(r.code(), "bad_request");
 
+    // Local operators (admin socket) are instance auditors: entry bundles are served there.
+    let stream = tokio::net::UnixStream::connect(dir.join("admin.sock"))
+        .await
+        .unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get("/v1/audit/log/tile/entries/000.p/2")
+        .header("host", "admin")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let r = common::collect(sender.send_request(req).await.unwrap()).await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.len() > 4);
+
     // The admin socket reports the journal and the key metadata projection.
     let out = Command::new(BIN)
         .args(["admin", "status", "--json", "--socket"])
