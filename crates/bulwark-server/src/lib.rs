@@ -241,6 +241,11 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     })
 }
 
+/// The stand-in secret of `bulwark selftest panic-hook`.
+pub fn selftest_secret() -> bulwark_crypto::SecretBytes {
+    bulwark_crypto::SecretBytes::new(b"selftest-secret-7f3a91c2".to_vec())
+}
+
 /// Installs JSON logging to stdout.
 pub fn init_logging(level: &str) {
     bulwark_http::telemetry::init("bulwark", level);

@@ -48,6 +48,12 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// Self-checks of this build's process hygiene (for operators and tests).
+    #[command(hide = true)]
+    Selftest {
+        #[command(subcommand)]
+        command: SelftestCommand,
+    },
     /// Install a backup as the journal, only if it is consistent with a trusted checkpoint.
     Restore {
         /// The server's data directory (the server must be stopped).
@@ -71,6 +77,13 @@ enum Command {
         #[arg(long)]
         replace: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum SelftestCommand {
+    /// Panic while holding a secret value: the panic hook must log the location and never
+    /// the payload. Exits with the panic's status (101).
+    PanicHook,
 }
 
 #[derive(Subcommand)]
@@ -202,6 +215,9 @@ fn main() -> ExitCode {
                     vkey,
                 },
         } => audit_mirror(&from, &dir, &ca, vkey.as_deref()),
+        Command::Selftest {
+            command: SelftestCommand::PanicHook,
+        } => selftest_panic_hook(),
         Command::Backup { data_dir, out } => {
             report_or_fail(bulwark_server::audit_cli::backup(&data_dir, &out))
         }
@@ -295,6 +311,18 @@ fn audit_mirror(from: &str, dir: &Path, ca: &Path, vkey: Option<&str>) -> ExitCo
             }
         }
         Err(e) => fail(&e),
+    }
+}
+
+fn selftest_panic_hook() -> ExitCode {
+    bulwark_server::init_logging("info");
+    hygiene::install_panic_hook();
+    // A stand-in secret, as a decrypt path would hold one.
+    let secret = bulwark_server::selftest_secret();
+    let value = String::from_utf8_lossy(secret.expose()).into_owned();
+    #[expect(clippy::panic, reason = "this self-test exists to panic")]
+    {
+        panic!("decrypting failed for value {value}");
     }
 }
 

@@ -299,3 +299,20 @@ fn a_wide_data_directory_is_refused() {
         "nothing written"
     );
 }
+
+#[test]
+fn a_panic_holding_a_secret_does_not_print_it() {
+    let out = Command::new(BIN)
+        .args(["selftest", "panic-hook"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(101), "the process panicked");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all.contains("payload withheld"), "{all}");
+    assert!(all.contains("main.rs"), "the location is logged: {all}");
+    assert!(!all.contains("selftest-secret-7f3a91c2"), "{all}");
+}
