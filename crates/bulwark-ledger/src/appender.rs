@@ -340,13 +340,7 @@ fn read_snapshot(
     }
     let root = v["root"]
         .as_str()
-        .and_then(|r| {
-            let bytes: Option<Vec<u8>> = (0..r.len())
-                .step_by(2)
-                .map(|i| r.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
-                .collect();
-            bytes?.try_into().ok()
-        })
+        .and_then(crate::verify::unhex)
         .ok_or_else(|| snapshot_err(&"no root"))?;
     let views = v["views"]
         .as_object()

@@ -126,6 +126,22 @@ pub fn encode_index(mut n: u64) -> String {
         .join("/")
 }
 
+/// The path (after `tile/<L>/` or `tile/entries/`) of tile `index` with `width` entries:
+/// `N` for a full tile, `N.p/W` for a partial one.
+pub fn tile_name(index: u64, width: u64) -> String {
+    if width == TILE_WIDTH {
+        encode_index(index)
+    } else {
+        format!("{}.p/{width}", encode_index(index))
+    }
+}
+
+/// The tiles of a tree of `size` entries: `(index, width)` for each, the last possibly
+/// partial.
+pub fn tiles_for(size: u64) -> impl Iterator<Item = (u64, u64)> {
+    (0..size.div_ceil(TILE_WIDTH)).map(move |i| (i, (size - i * TILE_WIDTH).min(TILE_WIDTH)))
+}
+
 /// The bytes of a hash tile, if the tree holds all of its hashes.
 pub fn hash_tile(tree: &Tree, level: u8, index: u64, width: u64) -> Result<Vec<u8>, TileError> {
     let tree_level = u32::from(level) * 8;
@@ -223,6 +239,18 @@ mod tests {
             t.root_at(512).unwrap(),
             crate::merkle::node_hash(&t.stored(8, 0).unwrap(), &t.stored(8, 1).unwrap())
         );
+    }
+
+    #[test]
+    fn tiles_of_a_tree() {
+        assert_eq!(tiles_for(0).count(), 0);
+        assert_eq!(tiles_for(256).collect::<Vec<_>>(), vec![(0, 256)]);
+        assert_eq!(
+            tiles_for(600).collect::<Vec<_>>(),
+            vec![(0, 256), (1, 256), (2, 88)]
+        );
+        assert_eq!(tile_name(2, 88), "002.p/88");
+        assert_eq!(tile_name(1000, 256), "x001/000");
     }
 
     #[test]

@@ -41,6 +41,18 @@ pub fn hex(h: &Hash) -> String {
     h.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A hash from 64 hex digits.
+pub fn unhex(s: &str) -> Option<Hash> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut h = [0u8; 32];
+    for (i, b) in h.iter_mut().enumerate() {
+        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(h)
+}
+
 /// Checks one entry at position `seq`: its recomputed leaf hash, and what is wrong with it.
 fn check_entry(stored: &StoredEntry, seq: u64) -> (Hash, Option<Failure>) {
     let observed = leaf_hash(&stored.body);

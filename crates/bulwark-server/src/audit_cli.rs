@@ -219,14 +219,8 @@ pub async fn verify_url(
         .verify(&note)
         .context("the log's checkpoint does not verify")?;
     let mut v = Verifier::new();
-    let mut index = 0u64;
-    while index * TILE_WIDTH < cp.size {
-        let width = (cp.size - index * TILE_WIDTH).min(TILE_WIDTH);
-        let name = if width == TILE_WIDTH {
-            tiles::encode_index(index)
-        } else {
-            format!("{}.p/{width}", tiles::encode_index(index))
-        };
+    for (index, width) in tiles::tiles_for(cp.size) {
+        let name = tiles::tile_name(index, width);
         let hashes = get(format!("/v1/audit/log/tile/0/{name}")).await?;
         let bundle = get(format!("/v1/audit/log/tile/entries/{name}")).await?;
         let mut rest = bundle.as_slice();
@@ -253,7 +247,6 @@ pub async fn verify_url(
             );
         }
         v.entries(&chunk, threads());
-        index += 1;
     }
     let mut notes = vec![note];
     if let Some(t) = trusted_checkpoint {

@@ -9,7 +9,7 @@ use anyhow::{Context as _, bail};
 use bulwark_ledger::checkpoint::{Checkpoint, NoteVerifier};
 use bulwark_ledger::merkle::{Hash, Tree, verify_consistency};
 use bulwark_ledger::tiles::{self, TILE_WIDTH};
-use bulwark_ledger::verify::hex;
+use bulwark_ledger::verify::{hex, unhex};
 use serde::Serialize;
 
 use crate::client::Client;
@@ -38,14 +38,6 @@ fn alarm(cp: &Checkpoint, previous: Option<u64>, why: String) -> MirrorReport {
         previous_size: previous,
         alarm: Some(why),
     }
-}
-
-fn unhex(s: &str) -> Option<Hash> {
-    let v: Option<Vec<u8>> = (0..s.len())
-        .step_by(2)
-        .map(|i| s.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
-        .collect();
-    v?.try_into().ok()
 }
 
 /// Runs the mirror once. `vkey` pins the log's key on the first run (otherwise the key
@@ -159,14 +151,8 @@ pub async fn run_once(
 
     // Keep a copy of the level-0 hash tiles and check they hash to the checkpoint.
     let mut tree = Tree::new();
-    let mut index = 0u64;
-    while index * TILE_WIDTH < cp.size {
-        let width = (cp.size - index * TILE_WIDTH).min(TILE_WIDTH);
-        let name = if width == TILE_WIDTH {
-            tiles::encode_index(index)
-        } else {
-            format!("{}.p/{width}", tiles::encode_index(index))
-        };
+    for (index, width) in tiles::tiles_for(cp.size) {
+        let name = tiles::tile_name(index, width);
         let local = dir.join("tile/0").join(&name);
         let bytes = match std::fs::read(&local) {
             Ok(b) if width == TILE_WIDTH => b,
@@ -196,7 +182,6 @@ pub async fn run_once(
             leaf.copy_from_slice(h);
             tree.push(leaf);
         }
-        index += 1;
     }
     if tree.root() != cp.root {
         return Ok(alarm(

@@ -9,6 +9,7 @@ use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use bulwark_server::{ServeArgs, admin, hygiene};
 use clap::{Parser, Subcommand};
 
@@ -167,59 +168,17 @@ struct AdminArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Serve(args) => serve(*args),
+    let result = match cli.command {
+        Command::Serve(args) => return serve(*args),
         Command::Admin {
             command: AdminCommand::Status(args),
         } => admin_status(args),
-        Command::Audit {
-            command: AuditCommand::Key { data_dir },
-        } => match bulwark_server::audit_cli::vkey(&data_dir) {
-            Ok(v) => {
-                println!("{v}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => fail(&e),
-        },
-        Command::Audit {
-            command:
-                AuditCommand::Verify {
-                    data_dir,
-                    url: Some(url),
-                    ca,
-                    vkey,
-                    checkpoint,
-                },
-        } => audit_verify_url(
-            &url,
-            &ca.unwrap_or_else(|| data_dir.join("ca.pem")),
-            vkey.as_deref(),
-            checkpoint.as_deref(),
-        ),
-        Command::Audit {
-            command:
-                AuditCommand::Verify {
-                    data_dir,
-                    url: None,
-                    vkey,
-                    checkpoint,
-                    ..
-                },
-        } => audit_verify(&data_dir, vkey.as_deref(), checkpoint.as_deref()),
-        Command::Audit {
-            command:
-                AuditCommand::Mirror {
-                    from,
-                    dir,
-                    ca,
-                    vkey,
-                },
-        } => audit_mirror(&from, &dir, &ca, vkey.as_deref()),
+        Command::Audit { command } => audit(command),
         Command::Selftest {
             command: SelftestCommand::PanicHook,
         } => selftest_panic_hook(),
         Command::Backup { data_dir, out } => {
-            report_or_fail(bulwark_server::audit_cli::backup(&data_dir, &out))
+            bulwark_server::audit_cli::backup(&data_dir, &out).map(|r| report(&r, true, 1))
         }
         Command::Restore {
             data_dir,
@@ -227,94 +186,81 @@ fn main() -> ExitCode {
             trusted_checkpoint,
             vkey,
             replace,
-        } => match std::fs::read_to_string(&trusted_checkpoint) {
-            Ok(note) => report_or_fail(bulwark_server::audit_cli::restore(
-                &data_dir,
+        } => read(&trusted_checkpoint, "--trusted-checkpoint").and_then(|note| {
+            bulwark_server::audit_cli::restore(&data_dir, &from, &note, vkey.as_deref(), replace)
+                .map(|r| report(&r, true, 1))
+        }),
+    };
+    result.unwrap_or_else(|e| fail(&e))
+}
+
+fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
+    use bulwark_server::audit_cli;
+    match command {
+        AuditCommand::Key { data_dir } => {
+            println!("{}", audit_cli::vkey(&data_dir)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Verify {
+            data_dir,
+            url,
+            ca,
+            vkey,
+            checkpoint,
+        } => {
+            let trusted = checkpoint.map(|c| read(&c, "--checkpoint")).transpose()?;
+            let r = match url {
+                Some(url) => {
+                    let ca_pem = read(&ca.unwrap_or_else(|| data_dir.join("ca.pem")), "--ca")?;
+                    block_on(audit_cli::verify_url(
+                        &url,
+                        &ca_pem,
+                        vkey.as_deref(),
+                        trusted.as_deref(),
+                    ))??
+                }
+                None => {
+                    let tty = std::io::stderr().is_terminal();
+                    let r = audit_cli::verify_data_dir(
+                        &data_dir,
+                        vkey.as_deref(),
+                        trusted.as_deref(),
+                        |done, total| {
+                            if tty {
+                                eprint!("\rverifying {done}/{total} entries");
+                            }
+                        },
+                    )?;
+                    if tty {
+                        eprintln!();
+                    }
+                    r
+                }
+            };
+            Ok(report(&r, r.ok, 1))
+        }
+        AuditCommand::Mirror {
+            from,
+            dir,
+            ca,
+            vkey,
+        } => {
+            let ca_pem = read(&ca, "--ca")?;
+            let r = block_on(bulwark_server::mirror::run_once(
                 &from,
-                &note,
+                &dir,
+                &ca_pem,
                 vkey.as_deref(),
-                replace,
-            )),
-            Err(e) => fail(&anyhow::Error::from(e).context("reading --trusted-checkpoint")),
-        },
-    }
-}
-
-fn audit_verify_url(
-    url: &str,
-    ca: &Path,
-    vkey: Option<&str>,
-    checkpoint: Option<&Path>,
-) -> ExitCode {
-    let (ca_pem, trusted) = match (
-        std::fs::read_to_string(ca),
-        checkpoint.map(std::fs::read_to_string).transpose(),
-    ) {
-        (Ok(c), Ok(t)) => (c, t),
-        (Err(e), _) => return fail(&anyhow::Error::from(e).context("reading --ca")),
-        (_, Err(e)) => return fail(&anyhow::Error::from(e).context("reading --checkpoint")),
-    };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => return fail(&e.into()),
-    };
-    match rt.block_on(bulwark_server::audit_cli::verify_url(
-        url,
-        &ca_pem,
-        vkey,
-        trusted.as_deref(),
-    )) {
-        Ok(report) => {
-            println!(
-                "{}",
-                serde_json::to_string(&report).unwrap_or_else(|_| "{}".into())
-            );
-            if report.ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
+            ))??;
+            if let Some(alarm) = &r.alarm {
+                eprintln!("bulwark: ALARM: {alarm}");
             }
+            Ok(report(&r, r.ok, 2))
         }
-        Err(e) => fail(&e),
     }
 }
 
-fn audit_mirror(from: &str, dir: &Path, ca: &Path, vkey: Option<&str>) -> ExitCode {
-    let ca_pem = match std::fs::read_to_string(ca) {
-        Ok(c) => c,
-        Err(e) => return fail(&anyhow::Error::from(e).context("reading --ca")),
-    };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => return fail(&e.into()),
-    };
-    match rt.block_on(bulwark_server::mirror::run_once(from, dir, &ca_pem, vkey)) {
-        Ok(report) => {
-            println!(
-                "{}",
-                serde_json::to_string(&report).unwrap_or_else(|_| "{}".into())
-            );
-            if report.ok {
-                ExitCode::SUCCESS
-            } else {
-                eprintln!(
-                    "bulwark: ALARM: {}",
-                    report.alarm.as_deref().unwrap_or("unknown")
-                );
-                ExitCode::from(2)
-            }
-        }
-        Err(e) => fail(&e),
-    }
-}
-
-fn selftest_panic_hook() -> ExitCode {
+fn selftest_panic_hook() -> anyhow::Result<ExitCode> {
     bulwark_server::init_logging("info");
     hygiene::install_panic_hook();
     // A stand-in secret, as a decrypt path would hold one.
@@ -326,47 +272,30 @@ fn selftest_panic_hook() -> ExitCode {
     }
 }
 
-fn report_or_fail(r: anyhow::Result<bulwark_server::audit_cli::Report>) -> ExitCode {
-    match r {
-        Ok(report) => {
-            println!(
-                "{}",
-                serde_json::to_string(&report).unwrap_or_else(|_| "{}".into())
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(&e),
+/// Prints a JSON report; the exit code is success when `ok`, else `bad`.
+fn report(r: &impl serde::Serialize, ok: bool, bad: u8) -> ExitCode {
+    println!(
+        "{}",
+        serde_json::to_string(r).unwrap_or_else(|_| "{\"ok\":false}".into())
+    );
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(bad)
     }
 }
 
-fn audit_verify(data_dir: &Path, vkey: Option<&str>, checkpoint: Option<&Path>) -> ExitCode {
-    let trusted = match checkpoint.map(std::fs::read_to_string).transpose() {
-        Ok(t) => t,
-        Err(e) => return fail(&anyhow::Error::from(e).context("reading --checkpoint")),
-    };
-    let tty = std::io::stderr().is_terminal();
-    let progress = |done: u64, total: u64| {
-        if tty {
-            eprint!("\rverifying {done}/{total} entries");
-        }
-    };
-    match bulwark_server::audit_cli::verify_data_dir(data_dir, vkey, trusted.as_deref(), progress) {
-        Ok(report) => {
-            if tty {
-                eprintln!();
-            }
-            println!(
-                "{}",
-                serde_json::to_string(&report).unwrap_or_else(|_| "{\"ok\":false}".into())
-            );
-            if report.ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
-        }
-        Err(e) => fail(&e),
-    }
+fn read(path: &Path, what: &str) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading {what} `{}`", path.display()))
+}
+
+/// Runs a future on a single-threaded runtime (client-side commands).
+fn block_on<F: std::future::Future>(f: F) -> anyhow::Result<F::Output> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    Ok(rt.block_on(f))
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
@@ -395,36 +324,25 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-fn admin_status(args: AdminArgs) -> ExitCode {
+fn admin_status(args: AdminArgs) -> anyhow::Result<ExitCode> {
     let socket = args
         .socket
         .unwrap_or_else(|| admin::default_socket(&args.data_dir));
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => return fail(&e.into()),
-    };
-    match rt.block_on(admin::request(&socket, "/v1/admin/status")) {
-        Ok((200, body)) if args.json => {
+    match block_on(admin::request(&socket, "/v1/admin/status"))?? {
+        (200, body) if args.json => {
             println!("{body}");
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
-        Ok((200, body)) => {
+        (200, body) => {
             let s = |k: &str| body.get(k).map(ToString::to_string).unwrap_or_default();
             println!("instance   {}", s("instance_id").trim_matches('"'));
             println!("version    {}", s("version").trim_matches('"'));
             println!("ready      {}", s("ready"));
             println!("listen     {}", s("listen").trim_matches('"'));
             println!("uptime     {}s", s("uptime_seconds"));
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
-        Ok((status, body)) => {
-            eprintln!("bulwark: admin socket answered {status}: {body}");
-            ExitCode::FAILURE
-        }
-        Err(e) => fail(&e),
+        (status, body) => anyhow::bail!("admin socket answered {status}: {body}"),
     }
 }
 
