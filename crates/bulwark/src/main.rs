@@ -37,14 +37,8 @@ enum Command {
     },
     /// Write a consistent, verified copy of the journal (safe while the server runs).
     Backup {
-        /// The server's data directory.
-        #[arg(
-            long,
-            env = "BULWARK_DATA_DIR",
-            default_value = "./bulwark-data",
-            value_name = "DIR"
-        )]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        data: DataDir,
         /// The backup file to create (0600; never overwritten).
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
@@ -57,14 +51,8 @@ enum Command {
     },
     /// Install a backup as the journal, only if it is consistent with a trusted checkpoint.
     Restore {
-        /// The server's data directory (the server must be stopped).
-        #[arg(
-            long,
-            env = "BULWARK_DATA_DIR",
-            default_value = "./bulwark-data",
-            value_name = "DIR"
-        )]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        data: DataDir,
         /// The backup file.
         #[arg(long, value_name = "FILE")]
         from: PathBuf,
@@ -80,6 +68,19 @@ enum Command {
     },
 }
 
+/// The server's data directory, shared by the commands that read it.
+#[derive(clap::Args)]
+struct DataDir {
+    /// The server's data directory.
+    #[arg(
+        long = "data-dir",
+        env = "BULWARK_DATA_DIR",
+        default_value = "./bulwark-data",
+        value_name = "DIR"
+    )]
+    path: PathBuf,
+}
+
 #[derive(Subcommand)]
 enum SelftestCommand {
     /// Panic while holding a secret value: the panic hook must log the location and never
@@ -91,26 +92,14 @@ enum SelftestCommand {
 enum AuditCommand {
     /// Print the journal's checkpoint verifier key (C2SP vkey format).
     Key {
-        /// The server's data directory.
-        #[arg(
-            long,
-            env = "BULWARK_DATA_DIR",
-            default_value = "./bulwark-data",
-            value_name = "DIR"
-        )]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        data: DataDir,
     },
     /// Recompute the whole journal and check every checkpoint; prints a JSON report and
     /// exits 1 if anything diverges.
     Verify {
-        /// The server's data directory (read-only; the server may be running).
-        #[arg(
-            long,
-            env = "BULWARK_DATA_DIR",
-            default_value = "./bulwark-data",
-            value_name = "DIR"
-        )]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        data: DataDir,
         /// Verify a running log over HTTPS instead (needs auditor access to entry bundles).
         #[arg(long, value_name = "URL")]
         url: Option<String>,
@@ -153,14 +142,8 @@ struct AdminArgs {
     /// The admin socket [default: <data-dir>/admin.sock].
     #[arg(long, env = "BULWARK_ADMIN_SOCKET", value_name = "PATH")]
     socket: Option<PathBuf>,
-    /// The server's data directory.
-    #[arg(
-        long,
-        env = "BULWARK_DATA_DIR",
-        default_value = "./bulwark-data",
-        value_name = "DIR"
-    )]
-    data_dir: PathBuf,
+    #[command(flatten)]
+    data: DataDir,
     /// Print the raw JSON answer.
     #[arg(long)]
     json: bool,
@@ -177,17 +160,17 @@ fn main() -> ExitCode {
         Command::Selftest {
             command: SelftestCommand::PanicHook,
         } => selftest_panic_hook(),
-        Command::Backup { data_dir, out } => {
-            bulwark_server::audit_cli::backup(&data_dir, &out).map(|r| report(&r, true, 1))
+        Command::Backup { data, out } => {
+            bulwark_server::audit_cli::backup(&data.path, &out).map(|r| report(&r, true, 1))
         }
         Command::Restore {
-            data_dir,
+            data,
             from,
             trusted_checkpoint,
             vkey,
             replace,
         } => read(&trusted_checkpoint, "--trusted-checkpoint").and_then(|note| {
-            bulwark_server::audit_cli::restore(&data_dir, &from, &note, vkey.as_deref(), replace)
+            bulwark_server::audit_cli::restore(&data.path, &from, &note, vkey.as_deref(), replace)
                 .map(|r| report(&r, true, 1))
         }),
     };
@@ -197,12 +180,12 @@ fn main() -> ExitCode {
 fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
     use bulwark_server::audit_cli;
     match command {
-        AuditCommand::Key { data_dir } => {
-            println!("{}", audit_cli::vkey(&data_dir)?);
+        AuditCommand::Key { data } => {
+            println!("{}", audit_cli::vkey(&data.path)?);
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Verify {
-            data_dir,
+            data,
             url,
             ca,
             vkey,
@@ -211,7 +194,7 @@ fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
             let trusted = checkpoint.map(|c| read(&c, "--checkpoint")).transpose()?;
             let r = match url {
                 Some(url) => {
-                    let ca_pem = read(&ca.unwrap_or_else(|| data_dir.join("ca.pem")), "--ca")?;
+                    let ca_pem = read(&ca.unwrap_or_else(|| data.path.join("ca.pem")), "--ca")?;
                     block_on(audit_cli::verify_url(
                         &url,
                         &ca_pem,
@@ -222,7 +205,7 @@ fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
                 None => {
                     let tty = std::io::stderr().is_terminal();
                     let r = audit_cli::verify_data_dir(
-                        &data_dir,
+                        &data.path,
                         vkey.as_deref(),
                         trusted.as_deref(),
                         |done, total| {
@@ -327,7 +310,7 @@ fn serve(args: ServeArgs) -> ExitCode {
 fn admin_status(args: AdminArgs) -> anyhow::Result<ExitCode> {
     let socket = args
         .socket
-        .unwrap_or_else(|| admin::default_socket(&args.data_dir));
+        .unwrap_or_else(|| admin::default_socket(&args.data.path));
     match block_on(admin::request(&socket, "/v1/admin/status"))?? {
         (200, body) if args.json => {
             println!("{body}");
