@@ -417,8 +417,13 @@ impl Writer {
             let first = match rx.recv_timeout(idle) {
                 Ok(r) => r,
                 Err(RecvTimeoutError::Timeout) => {
-                    // Quiet period: make sure the tail is covered by a checkpoint.
-                    let _ = self.maybe_checkpoint(true);
+                    // Quiet period: make sure the tail is covered by a checkpoint, and
+                    // after a failure find out whether the store takes writes again.
+                    if self.shared.healthy.load(Ordering::Acquire) {
+                        let _ = self.maybe_checkpoint(true);
+                    } else {
+                        self.probe_store();
+                    }
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => return,
@@ -528,6 +533,29 @@ impl Writer {
                 seq: s.seq,
                 leaf: s.leaf_hash,
             }));
+        }
+    }
+
+    /// After a failure, with no traffic to prove recovery: re-store the latest checkpoint
+    /// (an idempotent write that needs the same lock as an append).
+    fn probe_store(&mut self) {
+        if self.resync && self.resync().is_err() {
+            return;
+        }
+        let latest = self.shared.checkpoint.read().ok().and_then(|c| c.clone());
+        let size = self.shared.tree.read().map(|t| t.size()).unwrap_or(0);
+        let ok = match (latest, self.checkpointed_size) {
+            (Some(note), Some(cp_size)) => self
+                .journal
+                .put_checkpoint(&StoredCheckpoint {
+                    size: cp_size,
+                    note,
+                })
+                .is_ok(),
+            _ => self.maybe_checkpoint(true).is_ok() || size == 0,
+        };
+        if ok {
+            self.shared.healthy.store(true, Ordering::Release);
         }
     }
 

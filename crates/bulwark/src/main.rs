@@ -5,7 +5,6 @@
 
 #![forbid(unsafe_code)]
 
-use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -203,20 +202,25 @@ fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
                     ))??
                 }
                 None => {
-                    let tty = std::io::stderr().is_terminal();
+                    // A progress bar on a terminal; nothing otherwise (indicatif hides
+                    // itself when stderr is not a terminal).
+                    let bar = indicatif::ProgressBar::new(0);
+                    bar.set_style(
+                        indicatif::ProgressStyle::with_template(
+                            "verifying {bar:40} {pos}/{len} entries ({per_sec}, eta {eta})",
+                        )
+                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                    );
                     let r = audit_cli::verify_data_dir(
                         &data.path,
                         vkey.as_deref(),
                         trusted.as_deref(),
                         |done, total| {
-                            if tty {
-                                eprint!("\rverifying {done}/{total} entries");
-                            }
+                            bar.set_length(total);
+                            bar.set_position(done);
                         },
                     )?;
-                    if tty {
-                        eprintln!();
-                    }
+                    bar.finish_and_clear();
                     r
                 }
             };

@@ -450,3 +450,75 @@ async fn audit_verify_over_https_needs_auditor_access_and_verifies() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("instance auditors only"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_that_cannot_append_fails_closed_and_recovers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let s = Server::start_in(&dir, &["--readiness-interval-ms", "100"], &[]);
+    let sock = dir.join("admin.sock");
+    let connect = || async {
+        let stream = tokio::net::UnixStream::connect(&sock).await.unwrap();
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        sender
+    };
+    let mut sender = connect().await;
+    assert!(post_note(&mut sender, "before").await.is_some());
+
+    // Another process takes the database's write lock and holds it (a stuck migration,
+    // a backup tool gone wrong): the journal cannot commit.
+    let blocker = rusqlite::Connection::open(dir.join("journal.db")).unwrap();
+    blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let body = serde_json::to_vec(&serde_json::json!({ "text": "during" })).unwrap();
+    sender.ready().await.unwrap();
+    let req = http::Request::post("/v1/admin/journal/notes")
+        .header("host", "admin")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .unwrap();
+    let r = common::collect(sender.send_request(req).await.unwrap()).await;
+    assert_eq!(r.status, 503);
+    assert_eq!(r.code(), "audit_unavailable");
+    let mut not_ready = None;
+    for _ in 0..50 {
+        let r = s.get("/readyz").await;
+        if r.status == 503 {
+            not_ready = Some(r);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let r = not_ready.expect("readyz stayed 200 while the journal could not append");
+    assert!(r.json()["detail"].as_str().unwrap().contains("journal"));
+
+    // The lock goes away: readiness returns by itself (the writer probes the store when
+    // idle), and the next append succeeds.
+    blocker.execute_batch("ROLLBACK").unwrap();
+    drop(blocker);
+    let mut ready_alone = false;
+    for _ in 0..50 {
+        if s.get("/readyz").await.status == 200 {
+            ready_alone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(ready_alone, "readiness did not recover without traffic");
+    let mut sender = connect().await;
+    let seq = post_note(&mut sender, "after")
+        .await
+        .expect("appends again");
+    assert_eq!(seq, 6, "nothing was half-written while failing");
+    let mut ready = false;
+    for _ in 0..50 {
+        if s.get("/readyz").await.status == 200 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(ready);
+}
