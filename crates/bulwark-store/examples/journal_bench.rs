@@ -80,10 +80,9 @@ fn disk_figures(dir: &std::path::Path) {
     );
 }
 
-async fn appends(dir: &std::path::Path, writers: u64, secs: u64) -> f64 {
-    let path = dir.join(format!("appends-{writers}.db"));
-    let ledger = Ledger::open(
-        Box::new(SqliteJournal::open(&path).unwrap()),
+fn ledger(journal: Box<dyn Journal>) -> Ledger {
+    Ledger::open(
+        journal,
         SigningKey::generate().unwrap(),
         LedgerConfig {
             origin: "bulwark/bench".into(),
@@ -93,7 +92,12 @@ async fn appends(dir: &std::path::Path, writers: u64, secs: u64) -> f64 {
         },
         vec![],
     )
-    .unwrap();
+    .unwrap()
+}
+
+async fn appends(dir: &std::path::Path, writers: u64, secs: u64) -> f64 {
+    let path = dir.join(format!("appends-{writers}.db"));
+    let ledger = ledger(Box::new(SqliteJournal::open(&path).unwrap()));
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
@@ -124,18 +128,7 @@ async fn saturated(dir: &std::path::Path, store: &str) -> f64 {
     } else {
         Box::new(bulwark_store::MemoryJournal::new())
     };
-    let ledger = Ledger::open(
-        journal,
-        SigningKey::generate().unwrap(),
-        LedgerConfig {
-            origin: "bulwark/bench".into(),
-            checkpoint_interval: Duration::from_secs(1),
-            max_batch: 4096,
-            snapshot_every: 0,
-        },
-        vec![],
-    )
-    .unwrap();
+    let ledger = ledger(journal);
     let drafts: Vec<Draft> = (0..300_000).map(draft).collect();
     let start = Instant::now();
     let appends: Vec<_> = drafts.into_iter().map(|d| ledger.append(d)).collect();
