@@ -18,7 +18,7 @@ use thiserror::Error;
 use tokio::sync::oneshot;
 
 use crate::checkpoint::{Checkpoint, NoteError, NoteSigner, NoteVerifier};
-use crate::entry::{Draft, Entry, EntryError};
+use crate::entry::{Draft, Entry, EntryError, Prepared};
 use crate::journal::{Journal, StoreError, StoredCheckpoint, StoredEntry, StoredSnapshot};
 use crate::merkle::{Hash, Tree, leaf_hash};
 use crate::projection::{Projection, fold};
@@ -89,8 +89,12 @@ pub enum OpenError {
     Note(#[from] NoteError),
 }
 
+#[expect(
+    clippy::large_enum_variant,
+    reason = "appends are the hot variant; boxing them would add an allocation per append"
+)]
 enum Request {
-    Append(Draft, oneshot::Sender<Result<Appended, AppendError>>),
+    Append(Prepared, oneshot::Sender<Result<Appended, AppendError>>),
     Checkpoint(oneshot::Sender<Result<String, AppendError>>),
 }
 
@@ -231,8 +235,10 @@ impl Ledger {
     /// Appends an entry; resolves once it is durable.
     pub async fn append(&self, draft: Draft) -> Result<Appended, AppendError> {
         let (tx, rx) = oneshot::channel();
+        // Encoding and most of the hashing happen here, on the caller's task.
+        let prepared = draft.prepare();
         self.tx
-            .send(Request::Append(draft, tx))
+            .send(Request::Append(prepared, tx))
             .map_err(|_| AppendError::Closed)?;
         rx.await.map_err(|_| AppendError::Closed)?
     }
@@ -428,7 +434,7 @@ impl Writer {
                 }
                 Err(RecvTimeoutError::Disconnected) => return,
             };
-            let mut drafts: Vec<(Draft, Waiter)> = Vec::new();
+            let mut drafts: Vec<(Prepared, Waiter)> = Vec::new();
             let mut checkpoints = Vec::new();
             let mut next = Some(first);
             while let Some(r) = next.take() {
@@ -485,7 +491,7 @@ impl Writer {
         Ok(())
     }
 
-    fn commit(&mut self, drafts: Vec<(Draft, Waiter)>) {
+    fn commit(&mut self, drafts: Vec<(Prepared, Waiter)>) {
         if self.resync
             && let Err(e) = self.resync()
         {
@@ -498,8 +504,7 @@ impl Writer {
         let mut stored = Vec::with_capacity(drafts.len());
         let mut accepted: Vec<(Entry, Waiter)> = Vec::with_capacity(drafts.len());
         for (draft, waiter) in drafts {
-            let (entry, body) = draft.sequence_canonical(start + stored.len() as u64, ts);
-            let leaf = leaf_hash(&body);
+            let (entry, body, leaf) = draft.sequence(start + stored.len() as u64, ts);
             stored.push(StoredEntry {
                 seq: entry.seq,
                 body,

@@ -157,27 +157,7 @@ impl Draft {
 
     /// Gives the draft its place in the log.
     pub fn sequence(self, seq: u64, ts: u64) -> Entry {
-        self.sequence_canonical(seq, ts).0
-    }
-
-    /// Gives the draft its place in the log and returns the entry with its canonical
-    /// bytes, spliced from the pre-encoded data (the sequencer's hot path).
-    pub fn sequence_canonical(self, seq: u64, ts: u64) -> (Entry, Vec<u8>) {
-        let mut bytes = Vec::with_capacity(160 + self.data_jcs.len());
-        let entry = Entry {
-            seq,
-            ts,
-            kind: self.kind,
-            actor: self.actor,
-            org: self.org,
-            action: self.action,
-            resource: self.resource,
-            outcome: self.outcome,
-            corr_id: self.corr_id,
-            data: self.data,
-        };
-        entry.write_canonical(&mut bytes, &self.data_jcs);
-        (entry, bytes)
+        self.prepare().sequence(seq, ts).0
     }
 }
 
@@ -196,6 +176,118 @@ fn json_opt(out: &mut Vec<u8>, s: Option<&str>) {
     }
 }
 
+/// The members of an entry that precede `seq` and `ts` in RFC 8785 order.
+struct Fields<'a> {
+    action: &'a str,
+    actor: &'a str,
+    corr_id: Option<&'a str>,
+    data_jcs: &'a [u8],
+    kind: Kind,
+    org: Option<&'a str>,
+    outcome: Outcome,
+    resource: &'a str,
+}
+
+/// Writes everything up to and including `"seq":` (members sorted by UTF-16 code units;
+/// all ASCII here): `seq` and `ts` sort last, so the sequencer only appends them.
+fn write_prefix(out: &mut Vec<u8>, f: Fields<'_>) {
+    out.extend_from_slice(b"{\"action\":");
+    json_str(out, f.action);
+    out.extend_from_slice(b",\"actor\":");
+    json_str(out, f.actor);
+    out.extend_from_slice(b",\"corr_id\":");
+    json_opt(out, f.corr_id);
+    out.extend_from_slice(b",\"data\":");
+    out.extend_from_slice(f.data_jcs);
+    out.extend_from_slice(b",\"kind\":");
+    out.extend_from_slice(match f.kind {
+        Kind::State => b"\"state\"",
+        Kind::Access => b"\"access\"",
+    });
+    out.extend_from_slice(b",\"org\":");
+    json_opt(out, f.org);
+    out.extend_from_slice(b",\"outcome\":");
+    out.extend_from_slice(match f.outcome {
+        Outcome::Ok => b"\"ok\"".as_slice(),
+        Outcome::Denied => b"\"denied\"".as_slice(),
+        Outcome::Error => b"\"error\"".as_slice(),
+    });
+    out.extend_from_slice(b",\"resource\":");
+    json_str(out, f.resource);
+    out.extend_from_slice(b",\"seq\":");
+}
+
+fn write_suffix(out: &mut Vec<u8>, seq: u64, ts: u64) {
+    out.extend_from_slice(seq.to_string().as_bytes());
+    out.extend_from_slice(b",\"ts\":");
+    out.extend_from_slice(ts.to_string().as_bytes());
+    out.push(b'}');
+}
+
+/// A draft with everything but `seq` and `ts` already in canonical form and the leaf-hash
+/// state over that prefix, prepared on the caller's task: the sequencer only appends two
+/// numbers to both.
+pub struct Prepared {
+    draft: Draft,
+    prefix: Vec<u8>,
+    hash: aws_lc_rs::digest::Context,
+}
+
+impl Draft {
+    /// Encodes and starts hashing everything the sequencer does not decide.
+    pub fn prepare(self) -> Prepared {
+        let mut prefix = Vec::with_capacity(160 + self.data_jcs.len());
+        write_prefix(
+            &mut prefix,
+            Fields {
+                action: &self.action,
+                actor: &self.actor,
+                corr_id: self.corr_id.as_deref(),
+                data_jcs: &self.data_jcs,
+                kind: self.kind,
+                org: self.org.as_deref(),
+                outcome: self.outcome,
+                resource: &self.resource,
+            },
+        );
+        let mut hash = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        hash.update(&[0x00]);
+        hash.update(&prefix);
+        Prepared {
+            draft: self,
+            prefix,
+            hash,
+        }
+    }
+}
+
+impl Prepared {
+    /// The entry at `seq`/`ts`, its canonical bytes and its leaf hash.
+    pub fn sequence(self, seq: u64, ts: u64) -> (Entry, Vec<u8>, [u8; 32]) {
+        let mut bytes = self.prefix;
+        let start = bytes.len();
+        write_suffix(&mut bytes, seq, ts);
+        let mut hash = self.hash;
+        hash.update(bytes.get(start..).unwrap_or_default());
+        let mut leaf = [0u8; 32];
+        leaf.copy_from_slice(hash.finish().as_ref());
+        let d = self.draft;
+        let entry = Entry {
+            seq,
+            ts,
+            kind: d.kind,
+            actor: d.actor,
+            org: d.org,
+            action: d.action,
+            resource: d.resource,
+            outcome: d.outcome,
+            corr_id: d.corr_id,
+            data: d.data,
+        };
+        (entry, bytes, leaf)
+    }
+}
+
 impl Entry {
     /// The RFC 8785 canonical bytes: what is stored and hashed.
     pub fn canonical(&self) -> Result<Vec<u8>, EntryError> {
@@ -207,34 +299,20 @@ impl Entry {
 
     /// The members in RFC 8785 order (sorted by UTF-16 code units; all ASCII here).
     fn write_canonical(&self, out: &mut Vec<u8>, data_jcs: &[u8]) {
-        out.extend_from_slice(b"{\"action\":");
-        json_str(out, &self.action);
-        out.extend_from_slice(b",\"actor\":");
-        json_str(out, &self.actor);
-        out.extend_from_slice(b",\"corr_id\":");
-        json_opt(out, self.corr_id.as_deref());
-        out.extend_from_slice(b",\"data\":");
-        out.extend_from_slice(data_jcs);
-        out.extend_from_slice(b",\"kind\":");
-        out.extend_from_slice(match self.kind {
-            Kind::State => b"\"state\"",
-            Kind::Access => b"\"access\"",
-        });
-        out.extend_from_slice(b",\"org\":");
-        json_opt(out, self.org.as_deref());
-        out.extend_from_slice(b",\"outcome\":");
-        out.extend_from_slice(match self.outcome {
-            Outcome::Ok => b"\"ok\"".as_slice(),
-            Outcome::Denied => b"\"denied\"".as_slice(),
-            Outcome::Error => b"\"error\"".as_slice(),
-        });
-        out.extend_from_slice(b",\"resource\":");
-        json_str(out, &self.resource);
-        out.extend_from_slice(b",\"seq\":");
-        out.extend_from_slice(self.seq.to_string().as_bytes());
-        out.extend_from_slice(b",\"ts\":");
-        out.extend_from_slice(self.ts.to_string().as_bytes());
-        out.push(b'}');
+        write_prefix(
+            out,
+            Fields {
+                action: &self.action,
+                actor: &self.actor,
+                corr_id: self.corr_id.as_deref(),
+                data_jcs,
+                kind: self.kind,
+                org: self.org.as_deref(),
+                outcome: self.outcome,
+                resource: &self.resource,
+            },
+        );
+        write_suffix(out, self.seq, self.ts);
     }
 
     /// Parses stored bytes, refusing anything that is not exactly the canonical form (so
@@ -294,6 +372,12 @@ mod tests {
             let e = e.sequence(seq, ts);
             let e = Entry { data: serde_json::Value::Object(data), ..e };
             proptest::prop_assert_eq!(e.canonical().unwrap(), serde_jcs::to_vec(&e).unwrap());
+            // The sequencer's path gives the same bytes and the leaf hash of those bytes.
+            let mut d = Draft::new(e.kind, e.action.clone(), e.resource.clone()).actor(e.actor.clone());
+            if let Some(o) = &e.org { d = d.org(o.clone()); }
+            let (seq_entry, bytes, leaf) = d.prepare().sequence(e.seq, e.ts);
+            proptest::prop_assert_eq!(&bytes, &seq_entry.canonical().unwrap());
+            proptest::prop_assert_eq!(leaf, crate::merkle::leaf_hash(&bytes));
         }
     }
 
