@@ -73,6 +73,7 @@ struct DataDir {
     /// The server's data directory.
     #[arg(
         long = "data-dir",
+        visible_alias = "data",
         env = "BULWARK_DATA_DIR",
         default_value = "./bulwark-data",
         value_name = "DIR"

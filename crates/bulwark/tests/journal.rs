@@ -174,8 +174,9 @@ async fn checkpoints_tiles_and_proofs_verify_across_a_restart() {
 }
 
 fn verify(dir: &Path, extra: &[&str]) -> (bool, serde_json::Value) {
+    // `--data` is the spelling of the issue; `--data-dir` that of `serve`: both work.
     let out = Command::new(BIN)
-        .args(["audit", "verify", "--data-dir"])
+        .args(["audit", "verify", "--data"])
         .arg(dir)
         .args(extra)
         .output()
