@@ -52,6 +52,12 @@ impl SigningKey {
         s
     }
 
+    /// A copy of the PKCS#8 document, for libraries that load keys themselves (the JWT
+    /// minter). Zeroized on drop.
+    pub fn pkcs8_der(&self) -> Zeroizing<Vec<u8>> {
+        Zeroizing::new(self.pkcs8.to_vec())
+    }
+
     /// The RFC 7638 thumbprint of the public JWK, base64url.
     pub fn kid(&self) -> &str {
         &self.kid

@@ -1,13 +1,25 @@
-//! Bulwark's identities.
+//! Bulwark's identities and tokens.
 //!
-//! Owns (so far): client credentials of service principals — a public `client_id`, a
-//! random `client_secret` shown once, and its Argon2id hash, which is all that is ever
-//! stored ([`client_secret`]). Issue 4 adds principals, the token endpoint, JWT access
-//! tokens, DPoP and mTLS binding, OIDC federation and revocation here.
+//! Owns: client credentials of service principals ([`client_secret`]: a public
+//! `client_id`, a random secret shown once, its Argon2id hash); RFC 9068 access tokens
+//! ([`token`]: minted EdDSA, ≤ 15 min, one audience; verified with `typ`, `alg`, `kid`,
+//! issuer, audience and time checks); DPoP proofs and server nonces ([`dpop`]);
+//! `private_key_jwt` client assertions ([`assertion`]); the bounded single-use cache for
+//! proof and assertion ids ([`replay`]). Every refusal is a [`Refusal`] whose `reason()`
+//! names the failed check. No I/O: the server composes these.
 //!
-//! Must never: store, log or `Debug`-print a secret; compare secrets in variable time; accept
-//! a credential hashed with weaker parameters than it issues.
+//! Must never: store, log or `Debug`-print a secret or a token; compare secrets in
+//! variable time; accept a credential hashed with weaker parameters than it issues; accept
+//! `alg: none`, an algorithm other than the one the key is for, a private key in a proof
+//! header, or a token meant for several or wildcard audiences.
 
 #![forbid(unsafe_code)]
 
+pub mod assertion;
 pub mod client_secret;
+pub mod dpop;
+pub mod jose;
+pub mod replay;
+pub mod token;
+
+pub use jose::Refusal;
