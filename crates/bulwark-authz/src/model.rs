@@ -26,6 +26,35 @@ impl fmt::Display for Subject {
     }
 }
 
+impl Subject {
+    /// Parses `user:<id>`, `service:<id>` or `node:<id>`; ids are 1–64 characters of
+    /// `[A-Za-z0-9_-]`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (kind, id) = s.split_once(':')?;
+        let valid = !id.is_empty()
+            && id.len() <= 64
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !valid {
+            return None;
+        }
+        match kind {
+            "user" => Some(Self::User(id.into())),
+            "service" => Some(Self::Service(id.into())),
+            "node" => Some(Self::Node(id.into())),
+            _ => None,
+        }
+    }
+
+    /// The id without its kind.
+    pub fn id(&self) -> &str {
+        match self {
+            Self::User(id) | Self::Service(id) | Self::Node(id) => id,
+        }
+    }
+}
+
 /// A relation a subject can hold on a scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]

@@ -212,6 +212,41 @@ impl Relations {
         had
     }
 
+    /// Removes every tuple of `subject` (the principal was deleted); returns how many.
+    pub fn remove_subject(&mut self, subject: &Subject) -> usize {
+        let n = self.by_subject.remove(subject).map_or(0, |m| {
+            m.values().map(|b| b.count_ones() as usize).sum::<usize>()
+        });
+        self.tuples -= n;
+        n
+    }
+
+    /// Every tuple, in no particular order (for snapshots and listings).
+    pub fn tuples(&self) -> impl Iterator<Item = Tuple> + '_ {
+        self.by_subject.iter().flat_map(|(subject, scopes)| {
+            scopes.iter().flat_map(move |(scope, bits)| {
+                Relation::ALL
+                    .into_iter()
+                    .filter(move |r| bits & r.bit() != 0)
+                    .map(move |relation| Tuple {
+                        scope: scope.clone(),
+                        relation,
+                        subject: subject.clone(),
+                    })
+            })
+        })
+    }
+
+    /// Whether a scope itself is disabled (not counting its ancestors).
+    pub fn is_disabled(&self, scope: &Scope) -> bool {
+        self.disabled.contains(scope)
+    }
+
+    /// The disabled scopes.
+    pub fn disabled(&self) -> impl Iterator<Item = &Scope> {
+        self.disabled.iter()
+    }
+
     /// Disables or re-enables a scope.
     pub fn set_disabled(&mut self, scope: &Scope, disabled: bool) {
         if disabled {

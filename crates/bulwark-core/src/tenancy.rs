@@ -106,6 +106,22 @@ impl Scope {
         out
     }
 
+    /// Parses the form [`Scope`]'s `Display` writes: `instance`, `org/<o>`,
+    /// `org/<o>/app/<a>`, `org/<o>/app/<a>/env/<e>`.
+    pub fn parse(s: &str) -> Option<Self> {
+        if s == "instance" {
+            return Some(Self::Instance);
+        }
+        let parts: Vec<&str> = s.split('/').collect();
+        let name = |i: usize| parts.get(i).and_then(|p| Name::parse(p).ok());
+        match parts.as_slice() {
+            ["org", _] => Some(Self::Org(name(1)?)),
+            ["org", _, "app", _] => Some(Self::App(name(1)?, name(3)?)),
+            ["org", _, "app", _, "env", _] => Some(Self::Env(name(1)?, name(3)?, name(5)?)),
+            _ => None,
+        }
+    }
+
     /// The org this scope belongs to, if any.
     pub fn org(&self) -> Option<&Name> {
         match self {
@@ -129,6 +145,29 @@ impl fmt::Display for Scope {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scopes_round_trip_through_text() {
+        let n = |s: &str| Name::parse(s).unwrap();
+        for s in [
+            Scope::Instance,
+            Scope::Org(n("acme")),
+            Scope::App(n("acme"), n("web")),
+            Scope::Env(n("acme"), n("web"), n("prod")),
+        ] {
+            assert_eq!(Scope::parse(&s.to_string()), Some(s));
+        }
+        for bad in [
+            "",
+            "org",
+            "org/Acme",
+            "org/a/env/b",
+            "org/a/app/b/env/c/x",
+            "instance/x",
+        ] {
+            assert_eq!(Scope::parse(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn names_are_dns_labels() {

@@ -136,7 +136,18 @@ impl Ledger {
         let size = journal.size()?;
         // A signed snapshot lets start-up parse and fold only the tail; every body is
         // still re-hashed against its recorded leaf hash, which is cheap.
-        let snapshot = read_snapshot(journal.as_ref(), &key, &config.origin)?;
+        let mut snapshot = read_snapshot(journal.as_ref(), &key, &config.origin)?;
+        // A snapshot taken before a projection existed cannot restore it: fold the whole
+        // log instead (the next snapshot will carry every view).
+        if let Some(s) = &snapshot
+            && let Some(p) = projections.iter().find(|p| !s.views.contains_key(p.name()))
+        {
+            tracing::info!(
+                view = p.name(),
+                "the latest snapshot predates this view; folding the whole journal"
+            );
+            snapshot = None;
+        }
         let snap_size = snapshot.as_ref().map_or(0, |s| s.size).min(size);
         let mut tail: Vec<Entry> = Vec::new();
         let mut tree = Tree::new();

@@ -239,6 +239,46 @@ async fn a_restart_rebuilds_identical_views() {
     assert_eq!(a, b);
 }
 
+/// Like [`Counts`] under another name: a view added by an upgrade.
+#[derive(Default)]
+struct Newer(Counts);
+
+impl Projection for Newer {
+    fn name(&self) -> &'static str {
+        "newer"
+    }
+    fn apply(&self, entry: &Entry) {
+        self.0.apply(entry);
+    }
+    fn snapshot(&self) -> serde_json::Value {
+        self.0.snapshot()
+    }
+    fn restore(&self, state: &serde_json::Value) -> Result<(), String> {
+        self.0.restore(state)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_added_after_the_last_snapshot_is_folded_from_the_whole_log() {
+    let t = tempfile::tempdir().unwrap();
+    let path = t.path().join("journal.db");
+    let key = key_bytes();
+    let ledger = open(&path, &key, vec![Arc::new(Counts::default())]).unwrap();
+    for n in 0..50 {
+        ledger.append(draft(n)).await.unwrap();
+    }
+    drop(ledger);
+    let old = Arc::new(Counts::default());
+    let newer = Arc::new(Newer::default());
+    let _ledger = open(&path, &key, vec![old.clone(), newer.clone()]).unwrap();
+    assert_eq!(
+        newer.0.0.lock().unwrap().len(),
+        50,
+        "the new view saw every entry"
+    );
+    assert_eq!(old.0.lock().unwrap().len(), 50);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_detects_a_rewritten_row_and_a_truncated_tail() {
     let t = tempfile::tempdir().unwrap();

@@ -1,0 +1,469 @@
+//! The directory projection: the tenant tree, principals, relations and revocations as
+//! folded from the journal.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard};
+
+use bulwark_authz::{Relation, Relations, Subject, Tuple};
+use bulwark_core::{Name, Scope};
+use bulwark_ledger::entry::Entry;
+use bulwark_ledger::projection::Projection;
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Binding, Event, PrincipalKind};
+
+/// A principal. Deliberately not `Debug`: it carries a credential hash.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Principal {
+    /// `svc_…` / `usr_…`.
+    pub id: String,
+    /// Service or user.
+    pub kind: PrincipalKind,
+    /// Display name.
+    pub name: String,
+    /// The org it belongs to (`None`: an instance principal).
+    pub org: Option<String>,
+    /// Token binding.
+    pub token_binding: Binding,
+    /// Argon2id hash of the client secret.
+    pub secret_hash: Option<String>,
+    /// Registered public JWK for `private_key_jwt`.
+    pub jwk: Option<serde_json::Value>,
+    /// Tokens issued before this (Unix seconds) are revoked.
+    pub not_before: i64,
+    /// The entry that created it.
+    pub created_seq: u64,
+}
+
+impl Principal {
+    /// The authorization subject.
+    pub fn subject(&self) -> Subject {
+        match self.kind {
+            PrincipalKind::Service => Subject::Service(self.id.as_str().into()),
+            PrincipalKind::User => Subject::User(self.id.as_str().into()),
+        }
+    }
+}
+
+/// The folded state.
+#[derive(Default, Clone)]
+pub struct Directory {
+    tree: BTreeMap<Name, BTreeMap<Name, BTreeSet<Name>>>,
+    relations: Relations,
+    principals: HashMap<String, Principal>,
+    revoked: HashMap<String, i64>,
+}
+
+/// The wire form of a snapshot.
+#[derive(Serialize, Deserialize, Default)]
+struct Saved {
+    tree: BTreeMap<String, BTreeMap<String, Vec<String>>>,
+    disabled: Vec<String>,
+    tuples: Vec<[String; 3]>,
+    principals: Vec<Principal>,
+    revoked: Vec<(String, i64)>,
+}
+
+impl Directory {
+    /// Whether the scope exists (the instance always does).
+    pub fn exists(&self, scope: &Scope) -> bool {
+        match scope {
+            Scope::Instance => true,
+            Scope::Org(o) => self.tree.contains_key(o),
+            Scope::App(o, a) => self.tree.get(o).is_some_and(|m| m.contains_key(a)),
+            Scope::Env(o, a, e) => self
+                .tree
+                .get(o)
+                .and_then(|m| m.get(a))
+                .is_some_and(|s| s.contains(e)),
+        }
+    }
+
+    /// The nearest disabled scope at or above `scope`.
+    pub fn disabled_at(&self, scope: &Scope) -> Option<Scope> {
+        scope
+            .lineage()
+            .into_iter()
+            .find(|s| self.relations.is_disabled(s))
+    }
+
+    /// Orgs, sorted.
+    pub fn orgs(&self) -> impl Iterator<Item = &Name> {
+        self.tree.keys()
+    }
+
+    /// Apps of an org, sorted.
+    pub fn apps(&self, org: &Name) -> Vec<&Name> {
+        self.tree
+            .get(org)
+            .map(|m| m.keys().collect())
+            .unwrap_or_default()
+    }
+
+    /// Envs of an app, sorted.
+    pub fn envs(&self, org: &Name, app: &Name) -> Vec<&Name> {
+        self.tree
+            .get(org)
+            .and_then(|m| m.get(app))
+            .map(|s| s.iter().collect())
+            .unwrap_or_default()
+    }
+
+    /// The relation store.
+    pub fn relations(&self) -> &Relations {
+        &self.relations
+    }
+
+    /// A principal by id.
+    pub fn principal(&self, id: &str) -> Option<&Principal> {
+        self.principals.get(id)
+    }
+
+    /// The principals of an org (or the instance principals for `None`), sorted by id.
+    pub fn principals_in(&self, org: Option<&str>) -> Vec<&Principal> {
+        let mut v: Vec<&Principal> = self
+            .principals
+            .values()
+            .filter(|p| p.org.as_deref() == org)
+            .collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    /// Whether any principal exists (the bootstrap runs only on an empty directory).
+    pub fn has_principals(&self) -> bool {
+        !self.principals.is_empty()
+    }
+
+    /// Whether a token id was revoked.
+    pub fn is_revoked(&self, jti: &str) -> bool {
+        self.revoked.contains_key(jti)
+    }
+
+    /// Folds one event, sequenced at `seq`, `now` Unix seconds. Events that do not fit the
+    /// state (a bug or a forged log: commands are checked before they are journaled) are
+    /// logged and skipped.
+    pub fn apply(&mut self, seq: u64, now: i64, event: Event) {
+        if let Err(why) = self.try_apply(seq, now, event) {
+            tracing::error!(seq, why, "directory event does not apply; skipped");
+        }
+    }
+
+    fn try_apply(&mut self, seq: u64, now: i64, event: Event) -> Result<(), &'static str> {
+        let name = |s: &str| Name::parse(s).map_err(|_| "bad name");
+        let scope = |s: &str| Scope::parse(s).ok_or("bad scope");
+        match event {
+            Event::OrgCreate { org } => {
+                self.tree.entry(name(&org)?).or_default();
+            }
+            Event::AppCreate { org, app } => {
+                self.tree
+                    .get_mut(&name(&org)?)
+                    .ok_or("no such org")?
+                    .entry(name(&app)?)
+                    .or_default();
+            }
+            Event::EnvCreate { org, app, env } => {
+                self.tree
+                    .get_mut(&name(&org)?)
+                    .and_then(|m| m.get_mut(&Name::parse(&app).ok()?))
+                    .ok_or("no such app")?
+                    .insert(name(&env)?);
+            }
+            Event::ScopeDisable { scope: s } => self.relations.set_disabled(&scope(&s)?, true),
+            Event::ScopeEnable { scope: s } => self.relations.set_disabled(&scope(&s)?, false),
+            Event::PrincipalCreate {
+                id,
+                kind,
+                name: display,
+                org,
+                token_binding,
+                secret_hash,
+                jwk,
+            } => {
+                if self.principals.contains_key(&id) {
+                    return Err("principal exists");
+                }
+                self.principals.insert(
+                    id.clone(),
+                    Principal {
+                        id,
+                        kind,
+                        name: display,
+                        org,
+                        token_binding,
+                        secret_hash,
+                        jwk,
+                        not_before: 0,
+                        created_seq: seq,
+                    },
+                );
+            }
+            Event::PrincipalRotateSecret { id, secret_hash } => {
+                self.principals
+                    .get_mut(&id)
+                    .ok_or("no such principal")?
+                    .secret_hash = Some(secret_hash);
+            }
+            Event::PrincipalSetBinding { id, token_binding } => {
+                self.principals
+                    .get_mut(&id)
+                    .ok_or("no such principal")?
+                    .token_binding = token_binding;
+            }
+            Event::PrincipalRevokeTokens { id, not_before } => {
+                let p = self.principals.get_mut(&id).ok_or("no such principal")?;
+                p.not_before = p.not_before.max(not_before);
+            }
+            Event::PrincipalDelete { id } => {
+                let p = self.principals.remove(&id).ok_or("no such principal")?;
+                self.relations.remove_subject(&p.subject());
+            }
+            Event::RelationGrant {
+                scope: s,
+                relation,
+                subject,
+            } => {
+                self.relations.grant(&tuple(&s, &relation, &subject)?);
+            }
+            Event::RelationRevoke {
+                scope: s,
+                relation,
+                subject,
+            } => {
+                self.relations.revoke(&tuple(&s, &relation, &subject)?);
+            }
+            Event::TokenRevoke { jti, exp, .. } => {
+                // Forget revocations of tokens that have expired anyway.
+                self.revoked.retain(|_, e| *e > now);
+                if exp > now {
+                    self.revoked.insert(jti, exp);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn save(&self) -> Saved {
+        let mut tuples: Vec<[String; 3]> = self
+            .relations
+            .tuples()
+            .map(|t| {
+                [
+                    t.scope.to_string(),
+                    t.relation.as_str().to_owned(),
+                    t.subject.to_string(),
+                ]
+            })
+            .collect();
+        tuples.sort();
+        let mut disabled: Vec<String> =
+            self.relations.disabled().map(ToString::to_string).collect();
+        disabled.sort();
+        let mut principals: Vec<Principal> = self.principals.values().cloned().collect();
+        principals.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut revoked: Vec<(String, i64)> =
+            self.revoked.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        revoked.sort();
+        Saved {
+            tree: self
+                .tree
+                .iter()
+                .map(|(o, apps)| {
+                    (
+                        o.to_string(),
+                        apps.iter()
+                            .map(|(a, envs)| {
+                                (
+                                    a.to_string(),
+                                    envs.iter().map(ToString::to_string).collect(),
+                                )
+                            })
+                            .collect(),
+                    )
+                })
+                .collect(),
+            disabled,
+            tuples,
+            principals,
+            revoked,
+        }
+    }
+
+    fn load(saved: Saved) -> Result<Self, String> {
+        let mut d = Directory::default();
+        let name = |s: &str| Name::parse(s).map_err(|e| format!("{s}: {e}"));
+        for (o, apps) in saved.tree {
+            let mut m = BTreeMap::new();
+            for (a, envs) in apps {
+                let envs = envs.iter().map(|e| name(e)).collect::<Result<_, _>>()?;
+                m.insert(name(&a)?, envs);
+            }
+            d.tree.insert(name(&o)?, m);
+        }
+        for s in saved.disabled {
+            let scope = Scope::parse(&s).ok_or_else(|| format!("bad scope {s}"))?;
+            d.relations.set_disabled(&scope, true);
+        }
+        for [s, r, sub] in saved.tuples {
+            d.relations
+                .grant(&tuple(&s, &r, &sub).map_err(|e| e.to_owned())?);
+        }
+        d.principals = saved
+            .principals
+            .into_iter()
+            .map(|p| (p.id.clone(), p))
+            .collect();
+        d.revoked = saved.revoked.into_iter().collect();
+        Ok(d)
+    }
+}
+
+/// Parses a tuple's three text parts.
+pub fn tuple(scope: &str, relation: &str, subject: &str) -> Result<Tuple, &'static str> {
+    Ok(Tuple {
+        scope: Scope::parse(scope).ok_or("bad scope")?,
+        relation: Relation::parse(relation).ok_or("bad relation")?,
+        subject: Subject::parse(subject).ok_or("bad subject")?,
+    })
+}
+
+/// The shared, lock-protected directory the server reads on every request and the journal
+/// writer folds entries into.
+#[derive(Default)]
+pub struct DirectoryView {
+    inner: RwLock<Directory>,
+}
+
+impl DirectoryView {
+    /// Read access. A poisoned lock still yields the state: folds never leave it half-done
+    /// in a way that would matter more than refusing every request would.
+    pub fn read(&self) -> RwLockReadGuard<'_, Directory> {
+        self.inner.read().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Projection for DirectoryView {
+    fn name(&self) -> &'static str {
+        "directory"
+    }
+
+    fn apply(&self, entry: &Entry) {
+        let Some(parsed) = Event::from_entry(entry) else {
+            return;
+        };
+        let event = match parsed {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(seq = entry.seq, error = %e, "malformed directory event skipped");
+                return;
+            }
+        };
+        let now = i64::try_from(entry.ts / 1000).unwrap_or(i64::MAX);
+        self.inner
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .apply(entry.seq, now, event);
+    }
+
+    fn snapshot(&self) -> serde_json::Value {
+        serde_json::to_value(self.read().save()).unwrap_or_default()
+    }
+
+    fn restore(&self, state: &serde_json::Value) -> Result<(), String> {
+        let saved: Saved = serde_json::from_value(state.clone()).map_err(|e| e.to_string())?;
+        let d = Directory::load(saved)?;
+        *self.inner.write().unwrap_or_else(PoisonError::into_inner) = d;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bulwark_authz::Permission;
+
+    fn fold(v: &DirectoryView, events: Vec<Event>) {
+        for (i, e) in events.into_iter().enumerate() {
+            let entry = e
+                .draft("admin:0", None, None)
+                .unwrap()
+                .sequence(i as u64, 1_000_000);
+            v.apply(&entry);
+        }
+    }
+
+    fn sample() -> Vec<Event> {
+        vec![
+            Event::OrgCreate { org: "acme".into() },
+            Event::AppCreate {
+                org: "acme".into(),
+                app: "web".into(),
+            },
+            Event::EnvCreate {
+                org: "acme".into(),
+                app: "web".into(),
+                env: "prod".into(),
+            },
+            Event::AppCreate {
+                org: "nope".into(),
+                app: "web".into(),
+            },
+            Event::PrincipalCreate {
+                id: "svc_a".into(),
+                kind: PrincipalKind::Service,
+                name: "ci".into(),
+                org: Some("acme".into()),
+                token_binding: Binding::None,
+                secret_hash: Some("h".into()),
+                jwk: None,
+            },
+            Event::RelationGrant {
+                scope: "org/acme/app/web/env/prod".into(),
+                relation: "secret_reader".into(),
+                subject: "service:svc_a".into(),
+            },
+            Event::ScopeDisable {
+                scope: "org/acme/app/web".into(),
+            },
+            Event::TokenRevoke {
+                jti: "old".into(),
+                exp: 10,
+                sub: "service:svc_a".into(),
+            },
+            Event::TokenRevoke {
+                jti: "live".into(),
+                exp: 5_000,
+                sub: "service:svc_a".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn folds_and_survives_a_snapshot() {
+        let v = DirectoryView::default();
+        fold(&v, sample());
+        let n = |s: &str| Name::parse(s).unwrap();
+        let env = Scope::Env(n("acme"), n("web"), n("prod"));
+        {
+            let d = v.read();
+            assert!(d.exists(&env));
+            assert!(!d.exists(&Scope::Org(n("nope"))));
+            assert_eq!(d.disabled_at(&env), Some(Scope::App(n("acme"), n("web"))));
+            let p = d.principal("svc_a").unwrap();
+            let dec = d
+                .relations()
+                .check(&p.subject(), Permission::ReadSecretValue, &env);
+            assert!(!dec.allowed, "disabled app denies");
+            assert!(d.is_revoked("live"));
+            assert!(!d.is_revoked("old"), "expired revocations are not kept");
+        }
+        let w = DirectoryView::default();
+        w.restore(&v.snapshot()).unwrap();
+        assert_eq!(w.snapshot(), v.snapshot());
+        // Deleting the principal removes its relations.
+        fold(&w, vec![Event::PrincipalDelete { id: "svc_a".into() }]);
+        assert!(w.read().relations().is_empty());
+        assert!(w.read().principal("svc_a").is_none());
+    }
+}
