@@ -93,6 +93,8 @@ pub enum Reason {
     NotApplicable,
     /// No relation of the subject grants it.
     NoRelation,
+    /// The token is confined to another org than the target's.
+    OutsideTokenOrg,
 }
 
 impl fmt::Display for Reason {
@@ -105,6 +107,7 @@ impl fmt::Display for Reason {
             Self::TokenScopeMissing { needed } => write!(f, "token lacks scope `{needed}`"),
             Self::NotApplicable => f.write_str("permission does not apply to this scope"),
             Self::NoRelation => f.write_str("no relation grants it"),
+            Self::OutsideTokenOrg => f.write_str("the token is confined to another org"),
         }
     }
 }
@@ -339,15 +342,22 @@ impl Relations {
         Decision::deny(Reason::NoRelation)
     }
 
-    /// As [`Relations::check`], narrowed by a token's scopes: both must say yes.
+    /// As [`Relations::check`], narrowed by a token: its scopes must include the
+    /// permission's, and a token confined to an org reaches nothing outside it.
     pub fn check_with_scopes<'a>(
         &self,
         subject: &Subject,
         permission: Permission,
         target: &Scope,
         token_scopes: impl IntoIterator<Item = &'a str>,
+        token_org: Option<&bulwark_core::Name>,
     ) -> Decision {
         let needed = permission.token_scope();
+        if let Some(org) = token_org
+            && target.org() != Some(org)
+        {
+            return Decision::deny(Reason::OutsideTokenOrg);
+        }
         if !token_scopes.into_iter().any(|s| s == needed) {
             return Decision::deny(Reason::TokenScopeMissing { needed });
         }
@@ -518,7 +528,7 @@ mod tests {
         let a = user("a");
         let prod = env("acme", "web", "prod");
         r.grant(&t(prod.clone(), Relation::SecretReader, &a));
-        let d = r.check_with_scopes(&a, Permission::ReadSecretValue, &prod, ["deploy"]);
+        let d = r.check_with_scopes(&a, Permission::ReadSecretValue, &prod, ["deploy"], None);
         assert_eq!(
             d.reason,
             Reason::TokenScopeMissing {
@@ -526,8 +536,38 @@ mod tests {
             }
         );
         assert!(
-            r.check_with_scopes(&a, Permission::ReadSecretValue, &prod, ["secrets:read"])
-                .allowed
+            r.check_with_scopes(
+                &a,
+                Permission::ReadSecretValue,
+                &prod,
+                ["secrets:read"],
+                None
+            )
+            .allowed
+        );
+        // Confined to its own org, a token reaches nothing elsewhere, whatever it holds.
+        let acme = n("acme");
+        let other = n("other");
+        assert!(
+            r.check_with_scopes(
+                &a,
+                Permission::ReadSecretValue,
+                &prod,
+                ["secrets:read"],
+                Some(&acme)
+            )
+            .allowed
+        );
+        assert_eq!(
+            r.check_with_scopes(
+                &a,
+                Permission::ReadSecretValue,
+                &prod,
+                ["secrets:read"],
+                Some(&other)
+            )
+            .reason,
+            Reason::OutsideTokenOrg
         );
     }
 
@@ -612,12 +652,19 @@ mod tests {
                 "admin", "deploy", "secrets:read", "exec", "audit:read", "read", "other"
             ]), 0..4),
             target in scope_strategy(),
+            token_org in prop::option::of(prop::sample::select(vec!["a", "b"])),
         ) {
             let mut r = Relations::new();
             for tup in &base { r.grant(tup); }
+            let token_org = token_org.map(n);
             for p in PERMS {
-                let narrowed = r.check_with_scopes(&user("u1"), p, &target, scopes.iter().copied());
+                let narrowed = r.check_with_scopes(
+                    &user("u1"), p, &target, scopes.iter().copied(), token_org.as_ref(),
+                );
                 prop_assert!(!narrowed.allowed || r.check(&user("u1"), p, &target).allowed);
+                if narrowed.allowed && let Some(o) = &token_org {
+                    prop_assert_eq!(target.org(), Some(o), "an org token reached outside its org");
+                }
             }
         }
 

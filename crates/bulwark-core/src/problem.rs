@@ -41,6 +41,15 @@ pub enum ProblemCode {
     AuditUnavailable,
     /// The caller is not allowed to do this.
     PermissionDenied,
+    /// No valid credentials (missing, malformed, expired, revoked token or proof); the
+    /// response carries a `WWW-Authenticate` challenge.
+    Unauthorized,
+    /// The org, app or env (or one above it) is disabled: everything under it is refused.
+    ScopeDisabled,
+    /// The thing to create exists already.
+    AlreadyExists,
+    /// A paging cursor that this server did not issue or that was altered.
+    InvalidCursor,
     /// An unexpected server-side failure; details are in the server log only.
     Internal,
 }
@@ -62,6 +71,10 @@ impl ProblemCode {
         Self::NotReady,
         Self::AuditUnavailable,
         Self::PermissionDenied,
+        Self::Unauthorized,
+        Self::ScopeDisabled,
+        Self::AlreadyExists,
+        Self::InvalidCursor,
         Self::Internal,
     ];
 
@@ -82,6 +95,10 @@ impl ProblemCode {
             Self::NotReady => "not_ready",
             Self::AuditUnavailable => "audit_unavailable",
             Self::PermissionDenied => "permission_denied",
+            Self::Unauthorized => "unauthorized",
+            Self::ScopeDisabled => "scope_disabled",
+            Self::AlreadyExists => "already_exists",
+            Self::InvalidCursor => "invalid_cursor",
             Self::Internal => "internal",
         }
     }
@@ -89,8 +106,10 @@ impl ProblemCode {
     /// The HTTP status this code is answered with.
     pub const fn status(self) -> u16 {
         match self {
-            Self::BadRequest | Self::InvalidEncoding => 400,
-            Self::PermissionDenied => 403,
+            Self::BadRequest | Self::InvalidEncoding | Self::InvalidCursor => 400,
+            Self::Unauthorized => 401,
+            Self::PermissionDenied | Self::ScopeDisabled => 403,
+            Self::AlreadyExists => 409,
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
             Self::BodyTooLarge | Self::DecompressionCap => 413,
@@ -118,6 +137,10 @@ impl ProblemCode {
             Self::NotReady => "not ready",
             Self::AuditUnavailable => "audit journal unavailable",
             Self::PermissionDenied => "permission denied",
+            Self::Unauthorized => "unauthorized",
+            Self::ScopeDisabled => "scope disabled",
+            Self::AlreadyExists => "already exists",
+            Self::InvalidCursor => "invalid cursor",
             Self::Internal => "internal error",
         }
     }

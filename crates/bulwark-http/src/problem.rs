@@ -35,6 +35,13 @@ impl IntoResponse for ApiProblem {
     }
 }
 
+/// Lets handlers that answer `Result<Response, Response>` use `?` on problems.
+impl From<ApiProblem> for Response {
+    fn from(p: ApiProblem) -> Self {
+        p.into_response()
+    }
+}
+
 /// A refusal by a hardening layer: rendered as problem+json, counted in
 /// `rejected_total{reason}` and logged with its reason by the observe layer.
 pub fn refusal(problem: Problem) -> Response {

@@ -15,7 +15,7 @@ use axum::extract::State;
 use axum::response::Json;
 use axum::routing::{get, post};
 use bulwark_http::metrics as m;
-use http_body_util::{BodyExt as _, Empty};
+use http_body_util::BodyExt as _;
 use hyper_util::rt::TokioIo;
 use serde_json::json;
 use tokio::net::{UnixListener, UnixStream};
@@ -96,6 +96,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/v1/admin/status", get(status))
         .route("/v1/admin/journal/notes", post(note))
         .route("/v1/admin/journal/checkpoint", post(checkpoint))
+        .route("/v1/admin/bootstrap", post(bootstrap))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone())
@@ -172,6 +173,50 @@ async fn note(
     Ok(Json(json!({"seq": appended.seq})))
 }
 
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct BootstrapRequest {
+    #[serde(default)]
+    token_binding: Option<bulwark_directory::Binding>,
+}
+
+/// Creates the first operator: a service principal with `operator` on the instance. The
+/// secret is in this one response and nowhere else (the journal holds its Argon2id hash).
+async fn bootstrap(
+    State(s): State<Arc<AppState>>,
+    axum::Extension(peer): axum::Extension<PeerUid>,
+    body: axum::body::Bytes,
+) -> Result<axum::response::Response, ApiProblem> {
+    use axum::response::IntoResponse as _;
+    let req: BootstrapRequest = if body.is_empty() {
+        BootstrapRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|_| bad_request("expected {\"token_binding\": \"dpop\"|\"none\"}"))?
+    };
+    let binding = req.token_binding.unwrap_or_default();
+    if binding == bulwark_directory::Binding::Mtls {
+        return Err(bad_request(
+            "mTLS-bound tokens are not available on the API listener yet",
+        ));
+    }
+    let (client_id, secret, seq) =
+        crate::api::principals::bootstrap(&s, binding, &format!("admin:uid{}", peer.0)).await?;
+    let mut resp = Json(json!({
+        "client_id": client_id,
+        "client_secret": secret.as_str(),
+        "token_binding": binding.as_str(),
+        "token_endpoint": s.auth.token_endpoint(),
+        "seq": seq,
+    }))
+    .into_response();
+    resp.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    Ok(resp)
+}
+
 /// Signs a checkpoint of the journal now.
 async fn checkpoint(State(s): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, ApiProblem> {
     let note = s
@@ -184,6 +229,24 @@ async fn checkpoint(State(s): State<Arc<AppState>>) -> Result<Json<serde_json::V
 
 /// Client side: `GET path` over the admin socket; returns the status and JSON body.
 pub async fn request(socket: &Path, path: &str) -> anyhow::Result<(u16, serde_json::Value)> {
+    send(socket, http::Method::GET, path, None).await
+}
+
+/// Client side: `POST path` with a JSON body over the admin socket.
+pub async fn post_json(
+    socket: &Path,
+    path: &str,
+    body: &serde_json::Value,
+) -> anyhow::Result<(u16, serde_json::Value)> {
+    send(socket, http::Method::POST, path, Some(body)).await
+}
+
+async fn send(
+    socket: &Path,
+    method: http::Method,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> anyhow::Result<(u16, serde_json::Value)> {
     let stream = UnixStream::connect(socket)
         .await
         .with_context(|| format!("cannot connect to admin socket `{}`", socket.display()))?;
@@ -191,9 +254,13 @@ pub async fn request(socket: &Path, path: &str) -> anyhow::Result<(u16, serde_js
         .await
         .context("admin socket handshake")?;
     tokio::spawn(conn);
-    let req = http::Request::get(path)
+    let bytes = body.map(|b| b.to_string()).unwrap_or_default();
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
         .header(http::header::HOST, "admin")
-        .body(Empty::<axum::body::Bytes>::new())
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(http_body_util::Full::new(axum::body::Bytes::from(bytes)))
         .context("building request")?;
     let resp = sender
         .send_request(req)

@@ -79,7 +79,8 @@ fn not_found(what: &str) -> ApiProblem {
 async fn tile(
     State(s): State<AuditState>,
     Path(path): Path<String>,
-) -> Result<Response, ApiProblem> {
+    parts: http::request::Parts,
+) -> Result<Response, Response> {
     let t = tiles::parse(&path).map_err(|_| not_found("not a tile path"))?;
     let cache = if t.width == tiles::TILE_WIDTH {
         "public, max-age=31536000, immutable"
@@ -95,15 +96,29 @@ async fn tile(
             .map_err(|_: TileError| not_found("tile not in the tree"))?,
         None => {
             if !s.entries_allowed {
-                return Err(ApiProblem(Problem::new(
-                    ProblemCode::PermissionDenied,
-                    "entry bundles reveal tenant metadata and are served to instance auditors only",
-                )));
+                // Entry bundles reveal tenant metadata: instance auditors only.
+                let caller =
+                    crate::authn::authenticate(&parts, &s.app, bulwark_identity::jose::now_secs())
+                        .map_err(IntoResponse::into_response)?;
+                let action = crate::authn::Action {
+                    method: "GET",
+                    route: "/v1/audit/log/tile/{*path}",
+                    corr_id: parts.extensions.get::<bulwark_core::RequestId>(),
+                };
+                crate::authn::authorize(
+                    &s.app,
+                    &caller,
+                    bulwark_authz::Permission::ReadAudit,
+                    &bulwark_core::Scope::Instance,
+                    &action,
+                )
+                .await
+                .map_err(IntoResponse::into_response)?;
             }
             let (from, to) = tiles::entry_range(t.index, t.width)
                 .ok_or_else(|| not_found("tile not in the tree"))?;
             if to > s.app.ledger.size() {
-                return Err(not_found("tile not in the tree"));
+                return Err(not_found("tile not in the tree").into());
             }
             let ledger = s.app.ledger.clone();
             let entries = tokio::task::spawn_blocking(move || ledger.read_entries(from, to))

@@ -113,6 +113,19 @@ pub struct ServeArgs {
     /// Interval of the readiness dependency checks, in ms [default: 1000].
     #[arg(long, env = "BULWARK_READINESS_INTERVAL_MS", value_name = "MS")]
     pub readiness_interval_ms: Option<u64>,
+
+    /// The URL clients use to reach the API: the token issuer and audience [default:
+    /// https://<first server name>:<port>].
+    #[arg(long, env = "BULWARK_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+
+    /// Lifetime of access tokens in seconds, at most 900 [default: 600].
+    #[arg(long, env = "BULWARK_TOKEN_TTL_SECS", value_name = "SECS")]
+    pub token_ttl_secs: Option<u64>,
+
+    /// Require a server-issued DPoP nonce at the token endpoint (RFC 9449 §8) [default: true].
+    #[arg(long, env = "BULWARK_DPOP_NONCE", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub dpop_nonce: Option<bool>,
 }
 
 /// The resolved configuration.
@@ -138,6 +151,12 @@ pub struct Config {
     pub checkpoint_interval: Duration,
     /// Entry bundles on the public API (tests only).
     pub insecure_serve_entry_bundles: bool,
+    /// The public URL (issuer, audience); `None`: derived from the bound address.
+    pub public_url: Option<String>,
+    /// Access token lifetime, seconds.
+    pub token_ttl_secs: i64,
+    /// Whether the token endpoint requires a DPoP nonce.
+    pub dpop_nonce: bool,
 }
 
 macro_rules! overlay {
@@ -154,7 +173,8 @@ impl ServeArgs {
             request_timeout_ms, header_read_timeout_ms, handshake_timeout_ms, max_inflight,
             max_connections, rate_limit_rps, rate_limit_burst, max_body_bytes,
             max_decoded_bytes, max_decompression_ratio, checkpoint_interval_ms,
-            insecure_serve_entry_bundles, readiness_interval_ms)
+            insecure_serve_entry_bundles, readiness_interval_ms, public_url, token_ttl_secs,
+            dpop_nonce)
     }
 
     /// Reads the TOML file named by `--config`, if any, and overlays flags and environment
@@ -240,6 +260,26 @@ impl ServeArgs {
                 .checkpoint_interval_ms
                 .map_or(Duration::from_secs(1), ms),
             insecure_serve_entry_bundles: self.insecure_serve_entry_bundles.unwrap_or(false),
+            public_url: match self.public_url {
+                Some(u) => {
+                    let u = u.trim_end_matches('/').to_owned();
+                    anyhow::ensure!(
+                        u.starts_with("https://") && !u.contains(['?', '#', ' ']),
+                        "public_url must be an https:// URL without query or fragment"
+                    );
+                    Some(u)
+                }
+                None => None,
+            },
+            token_ttl_secs: {
+                let t = self.token_ttl_secs.unwrap_or(600);
+                anyhow::ensure!(
+                    (30..=900).contains(&t),
+                    "token_ttl_secs must be between 30 and 900"
+                );
+                i64::try_from(t)?
+            },
+            dpop_nonce: self.dpop_nonce.unwrap_or(true),
         })
     }
 }

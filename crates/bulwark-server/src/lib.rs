@@ -11,14 +11,17 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod api;
 mod audit_api;
 pub mod audit_cli;
+pub mod authn;
 pub mod client;
 pub mod config;
 mod fsutil;
 pub mod hygiene;
 pub mod keys;
 pub mod mirror;
+pub mod oauth;
 pub mod projections;
 pub mod readiness;
 pub mod routes;
@@ -54,6 +57,13 @@ pub struct AppState {
     pub ledger: bulwark_ledger::Ledger,
     /// Instance key metadata, folded from the journal.
     pub key_view: Arc<projections::KeyView>,
+    /// Tenants, principals, relations, revocations, folded from the journal.
+    pub directory: Arc<bulwark_directory::DirectoryView>,
+    /// The token service.
+    pub auth: authn::Auth,
+    /// Held while a command is checked against the directory and appended, so that
+    /// uniqueness rules cannot race.
+    pub sequencer: tokio::sync::Mutex<()>,
 }
 
 /// Runs `bulwark serve` until SIGINT or SIGTERM.
@@ -71,7 +81,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     };
     let tls = keys.tls_config()?;
     let key_view = Arc::new(projections::KeyView::default());
-    let ledger = open_ledger(&cfg, &keys, key_view.clone())?;
+    let directory = Arc::new(bulwark_directory::DirectoryView::default());
+    let ledger = open_ledger(&cfg, &keys, vec![key_view.clone(), directory.clone()])?;
     record_start(&ledger, &keys, &key_view).await?;
     let (_tls_tx, tls_rx) = tokio::sync::watch::channel(tls);
 
@@ -79,6 +90,11 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let listen = listener.local_addr()?;
+    let issuer = cfg.public_url.clone().unwrap_or_else(|| {
+        let host = cfg.server_names.first().map_or("localhost", String::as_str);
+        format!("https://{host}:{}", listen.port())
+    });
+    let auth = authn::Auth::new(issuer, &keys.signing, cfg.token_ttl_secs, cfg.dpop_nonce)?;
 
     let state = Arc::new(AppState {
         readiness: readiness.clone(),
@@ -89,6 +105,9 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         data_dir: cfg.data_dir.clone(),
         ledger: ledger.clone(),
         key_view,
+        directory,
+        auth,
+        sequencer: tokio::sync::Mutex::new(()),
     });
 
     if let Some(path) = &cfg.admin_socket {
@@ -105,10 +124,15 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         cfg.readiness_interval,
     );
     let app = bulwark_http::harden(
-        bulwark_http::route_label(routes::api_router(state.clone()).merge(audit_api::router(
-            state.clone(),
-            cfg.insecure_serve_entry_bundles,
-        ))),
+        bulwark_http::route_label(
+            routes::api_router(state.clone())
+                .merge(audit_api::router(
+                    state.clone(),
+                    cfg.insecure_serve_entry_bundles,
+                ))
+                .merge(oauth::router(state.clone()))
+                .merge(api::router(state.clone())),
+        ),
         hardening,
     );
 
@@ -128,6 +152,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         data_dir = cfg.data_dir.as_ref().map(|d| d.display().to_string()),
         admin_socket = cfg.admin_socket.as_ref().map(|d| d.display().to_string()),
         signing_kid = keys.signing.kid(),
+        issuer = state.auth.issuer.as_str(),
         kek_kid = keys.kek.kid(),
         "listening"
     );
@@ -147,7 +172,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
 fn open_ledger(
     cfg: &Config,
     keys: &InstanceKeys,
-    key_view: Arc<projections::KeyView>,
+    projections: Vec<Arc<dyn bulwark_ledger::projection::Projection>>,
 ) -> anyhow::Result<bulwark_ledger::Ledger> {
     let journal: Box<dyn bulwark_ledger::journal::Journal> = match &cfg.data_dir {
         Some(dir) => Box::new(
@@ -162,7 +187,7 @@ fn open_ledger(
         max_batch: 4096,
         snapshot_every: 10_000,
     };
-    bulwark_ledger::Ledger::open(journal, keys.ledger_key()?, config, vec![key_view]).map_err(|e| {
+    bulwark_ledger::Ledger::open(journal, keys.ledger_key()?, config, projections).map_err(|e| {
         let hint = cfg.data_dir.as_ref().map_or(String::new(), |d| {
             format!(
                 "; run `bulwark audit verify --data-dir {}` for a report",

@@ -135,6 +135,16 @@ enum AuditCommand {
 enum AdminCommand {
     /// Show the server's status (instance id, version, readiness, uptime).
     Status(AdminArgs),
+    /// Create the first operator: a service principal with `operator` rights on the
+    /// instance. Its client secret is printed once and stored nowhere (only its Argon2id
+    /// hash is journaled). Refused once an operator exists.
+    Bootstrap {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// How the operator's tokens are bound: `dpop` (RFC 9449) or `none` (plain bearer).
+        #[arg(long, default_value = "dpop", value_parser = ["dpop", "none"])]
+        token_binding: String,
+    },
 }
 
 #[derive(clap::Args)]
@@ -156,6 +166,13 @@ fn main() -> ExitCode {
         Command::Admin {
             command: AdminCommand::Status(args),
         } => admin_status(args),
+        Command::Admin {
+            command:
+                AdminCommand::Bootstrap {
+                    admin,
+                    token_binding,
+                },
+        } => admin_bootstrap(admin, &token_binding),
         Command::Audit { command } => audit(command),
         Command::Selftest {
             command: SelftestCommand::PanicHook,
@@ -328,6 +345,33 @@ fn admin_status(args: AdminArgs) -> anyhow::Result<ExitCode> {
             println!("ready      {}", s("ready"));
             println!("listen     {}", s("listen").trim_matches('"'));
             println!("uptime     {}s", s("uptime_seconds"));
+            Ok(ExitCode::SUCCESS)
+        }
+        (status, body) => anyhow::bail!("admin socket answered {status}: {body}"),
+    }
+}
+
+fn admin_bootstrap(args: AdminArgs, token_binding: &str) -> anyhow::Result<ExitCode> {
+    let socket = args
+        .socket
+        .unwrap_or_else(|| admin::default_socket(&args.data.path));
+    let body = serde_json::json!({ "token_binding": token_binding });
+    match block_on(admin::post_json(&socket, "/v1/admin/bootstrap", &body))?? {
+        (200, body) if args.json => {
+            let out = serde_json::json!({
+                "client_id": body["client_id"],
+                "client_secret": body["client_secret"],
+            });
+            println!("{out}");
+            Ok(ExitCode::SUCCESS)
+        }
+        (200, body) => {
+            let s = |k: &str| body[k].as_str().unwrap_or_default().to_owned();
+            println!("client_id       {}", s("client_id"));
+            println!("client_secret   {}", s("client_secret"));
+            println!("token_binding   {}", s("token_binding"));
+            println!("token_endpoint  {}", s("token_endpoint"));
+            eprintln!("The secret is shown once: store it now.");
             Ok(ExitCode::SUCCESS)
         }
         (status, body) => anyhow::bail!("admin socket answered {status}: {body}"),

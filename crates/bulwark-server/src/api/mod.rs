@@ -1,0 +1,180 @@
+//! The tenant-facing API under `/v1/`: the tenant tree, principals, relations, authz
+//! checks and lookups, an org's audit entries.
+//!
+//! Every handler takes the same path: [`Caller`] (authenticate) → [`authorize`] on the
+//! scope named by the path (before anything is looked up: 403 before 404) → validate
+//! against the directory → append the event under the sequencer → answer. The route table
+//! is built by [`build`], which records every route as it adds it, so tests can walk
+//! [`route_table`] and a new route cannot escape the cross-tenant matrix.
+
+mod audit;
+pub(crate) mod principals;
+mod relations;
+mod tenants;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{FromRequestParts, MatchedPath};
+use axum::routing::MethodRouter;
+use bulwark_authz::Permission;
+use bulwark_core::{Name, Problem, ProblemCode, RequestId, Scope};
+use bulwark_directory::Event;
+use bulwark_http::ApiProblem;
+use http::Method;
+use http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use crate::AppState;
+use crate::authn::{Action, Caller, authorize};
+
+/// A route as the table records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteInfo {
+    /// The method.
+    pub method: Method,
+    /// The axum path pattern, e.g. `/v1/orgs/{org}/apps`.
+    pub path: &'static str,
+}
+
+struct Table {
+    router: Router<Arc<AppState>>,
+    routes: Vec<RouteInfo>,
+}
+
+impl Table {
+    fn add(
+        mut self,
+        method: Method,
+        path: &'static str,
+        handler: MethodRouter<Arc<AppState>>,
+    ) -> Self {
+        self.routes.push(RouteInfo { method, path });
+        self.router = self.router.route(path, handler);
+        self
+    }
+}
+
+/// The API routes, not yet bound to state, and their table.
+fn build() -> Table {
+    let t = Table {
+        router: Router::new(),
+        routes: Vec::new(),
+    };
+    let t = tenants::routes(t);
+    let t = principals::routes(t);
+    let t = relations::routes(t);
+    audit::routes(t)
+}
+
+/// Every API route: method and path pattern.
+pub fn route_table() -> Vec<RouteInfo> {
+    build().routes
+}
+
+/// The API router.
+pub fn router(state: Arc<AppState>) -> Router {
+    build().router.with_state(state)
+}
+
+/// What a handler needs to know about its request besides its inputs.
+pub struct Ctx {
+    method: Method,
+    route: String,
+    corr: Option<RequestId>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Ctx {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self {
+            method: parts.method.clone(),
+            route: parts
+                .extensions
+                .get::<MatchedPath>()
+                .map_or_else(|| parts.uri.path().to_owned(), |m| m.as_str().to_owned()),
+            corr: parts.extensions.get::<RequestId>().cloned(),
+        })
+    }
+}
+
+impl Ctx {
+    /// Authorizes `caller` for `permission` on `scope` (journaling a denial).
+    async fn authorize(
+        &self,
+        state: &AppState,
+        caller: &Caller,
+        permission: Permission,
+        scope: &Scope,
+    ) -> Result<(), ApiProblem> {
+        let action = Action {
+            method: self.method.as_str(),
+            route: &self.route,
+            corr_id: self.corr.as_ref(),
+        };
+        authorize(state, caller, permission, scope, &action)
+            .await
+            .map(|_| ())
+    }
+
+    /// Appends `event` by `caller`; answers with its seq once durable.
+    async fn commit(
+        &self,
+        state: &AppState,
+        caller: &Caller,
+        org: Option<&Name>,
+        event: &Event,
+    ) -> Result<u64, ApiProblem> {
+        let draft = event
+            .draft(
+                &caller.subject.to_string(),
+                org.map(Name::as_str),
+                self.corr.as_ref().map(RequestId::as_str),
+            )
+            .map_err(|e| {
+                tracing::error!(error = %e, "event does not encode");
+                problem(ProblemCode::Internal, "internal error")
+            })?;
+        state
+            .ledger
+            .append(draft)
+            .await
+            .map(|a| a.seq)
+            .map_err(|e| {
+                tracing::error!(error = %e, "journal append failed");
+                ApiProblem(
+                    Problem::new(
+                        ProblemCode::AuditUnavailable,
+                        "the journal cannot append; nothing was changed",
+                    )
+                    .retry_after(1),
+                )
+            })
+    }
+}
+
+fn problem(code: ProblemCode, detail: impl Into<String>) -> ApiProblem {
+    ApiProblem(Problem::new(code, detail))
+}
+
+/// A path segment as a tenant name (400 when it cannot be one).
+fn name(raw: &str) -> Result<Name, ApiProblem> {
+    Name::parse(raw).map_err(|e| problem(ProblemCode::BadRequest, format!("`{raw}`: {e}")))
+}
+
+/// A JSON body into `T` (problem+json 400 on failure).
+fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiProblem> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| problem(ProblemCode::BadRequest, format!("invalid JSON body: {e}")))
+}
+
+/// 404 for `what`.
+fn not_found(what: impl std::fmt::Display) -> ApiProblem {
+    problem(ProblemCode::NotFound, format!("{what} does not exist"))
+}
+
+/// Clamps a page size to 1–200 (default 50).
+fn clamp_limit(limit: Option<usize>) -> usize {
+    limit.unwrap_or(50).clamp(1, 200)
+}

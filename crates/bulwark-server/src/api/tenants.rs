@@ -1,0 +1,348 @@
+//! The tenant tree: orgs, apps and envs; create, list, get, disable, enable.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use bulwark_authz::Permission;
+use bulwark_core::{ProblemCode, Scope};
+use bulwark_directory::Event;
+use bulwark_http::ApiProblem;
+use http::{Method, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{Ctx, Table, body, name, not_found, problem};
+use crate::AppState;
+use crate::authn::{Caller, decide};
+
+pub(super) fn routes(t: Table) -> Table {
+    t.add(Method::POST, "/v1/orgs", post(create_org))
+        .add(Method::GET, "/v1/orgs", get(list_orgs))
+        .add(Method::GET, "/v1/orgs/{org}", get(get_org))
+        .add(Method::POST, "/v1/orgs/{org}/disable", post(disable_org))
+        .add(Method::POST, "/v1/orgs/{org}/enable", post(enable_org))
+        .add(Method::POST, "/v1/orgs/{org}/apps", post(create_app))
+        .add(Method::GET, "/v1/orgs/{org}/apps", get(get_org_apps))
+        .add(Method::GET, "/v1/orgs/{org}/apps/{app}", get(get_app))
+        .add(
+            Method::POST,
+            "/v1/orgs/{org}/apps/{app}/disable",
+            post(disable_app),
+        )
+        .add(
+            Method::POST,
+            "/v1/orgs/{org}/apps/{app}/enable",
+            post(enable_app),
+        )
+        .add(
+            Method::POST,
+            "/v1/orgs/{org}/apps/{app}/envs",
+            post(create_env),
+        )
+        .add(
+            Method::GET,
+            "/v1/orgs/{org}/apps/{app}/envs",
+            get(get_app_envs),
+        )
+        .add(
+            Method::GET,
+            "/v1/orgs/{org}/apps/{app}/envs/{env}",
+            get(get_env),
+        )
+        .add(
+            Method::POST,
+            "/v1/orgs/{org}/apps/{app}/envs/{env}/disable",
+            post(disable_env),
+        )
+        .add(
+            Method::POST,
+            "/v1/orgs/{org}/apps/{app}/envs/{env}/enable",
+            post(enable_env),
+        )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Create {
+    name: String,
+}
+
+fn created(scope: &Scope, seq: u64) -> Response {
+    (
+        StatusCode::CREATED,
+        Json(json!({"scope": scope.to_string(), "seq": seq})),
+    )
+        .into_response()
+}
+
+/// Creates `scope` under its parent: `Administer` on the parent, the parent must exist,
+/// the name must be free (checked and appended under the sequencer).
+async fn create(
+    state: &AppState,
+    ctx: &Ctx,
+    caller: &Caller,
+    scope: Scope,
+) -> Result<Response, ApiProblem> {
+    let parent = scope.parent().unwrap_or(Scope::Instance);
+    ctx.authorize(state, caller, Permission::Administer, &parent)
+        .await?;
+    let _seq = state.sequencer.lock().await;
+    {
+        let dir = state.directory.read();
+        if !dir.exists(&parent) {
+            return Err(not_found(&parent));
+        }
+        if dir.exists(&scope) {
+            return Err(problem(
+                ProblemCode::AlreadyExists,
+                format!("{scope} exists"),
+            ));
+        }
+    }
+    let event = match &scope {
+        Scope::Org(o) => Event::OrgCreate { org: o.to_string() },
+        Scope::App(o, a) => Event::AppCreate {
+            org: o.to_string(),
+            app: a.to_string(),
+        },
+        Scope::Env(o, a, e) => Event::EnvCreate {
+            org: o.to_string(),
+            app: a.to_string(),
+            env: e.to_string(),
+        },
+        Scope::Instance => {
+            return Err(problem(
+                ProblemCode::BadRequest,
+                "cannot create the instance",
+            ));
+        }
+    };
+    let seq = ctx.commit(state, caller, scope.org(), &event).await?;
+    Ok(created(&scope, seq))
+}
+
+/// Disables or enables `scope`: `Administer` on its parent.
+async fn set_disabled(
+    state: &AppState,
+    ctx: &Ctx,
+    caller: &Caller,
+    scope: Scope,
+    disabled: bool,
+) -> Result<Response, ApiProblem> {
+    let parent = scope.parent().unwrap_or(Scope::Instance);
+    ctx.authorize(state, caller, Permission::Administer, &parent)
+        .await?;
+    let _seq = state.sequencer.lock().await;
+    if !state.directory.read().exists(&scope) {
+        return Err(not_found(&scope));
+    }
+    let s = scope.to_string();
+    let event = if disabled {
+        Event::ScopeDisable { scope: s }
+    } else {
+        Event::ScopeEnable { scope: s }
+    };
+    let seq = ctx.commit(state, caller, scope.org(), &event).await?;
+    Ok(Json(json!({"scope": scope.to_string(), "disabled": disabled, "seq": seq})).into_response())
+}
+
+/// Describes an existing scope: `View` on it.
+async fn describe(
+    state: &AppState,
+    ctx: &Ctx,
+    caller: &Caller,
+    scope: Scope,
+) -> Result<Response, ApiProblem> {
+    ctx.authorize(state, caller, Permission::View, &scope)
+        .await?;
+    let dir = state.directory.read();
+    if !dir.exists(&scope) {
+        return Err(not_found(&scope));
+    }
+    let names = |v: Vec<&bulwark_core::Name>| v.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let children = match &scope {
+        Scope::Org(o) => json!({"apps": names(dir.apps(o))}),
+        Scope::App(o, a) => json!({"envs": names(dir.envs(o, a))}),
+        _ => json!({}),
+    };
+    let mut v = json!({
+        "scope": scope.to_string(),
+        "disabled": dir.disabled_at(&scope).map(|s| s.to_string()),
+    });
+    if let (Some(o), Some(c)) = (v.as_object_mut(), children.as_object()) {
+        o.extend(c.clone());
+    }
+    Ok(Json(v).into_response())
+}
+
+async fn create_org(
+    State(s): State<Arc<AppState>>,
+    ctx: Ctx,
+    caller: Caller,
+    b: Bytes,
+) -> Result<Response, ApiProblem> {
+    let c: Create = body(&b)?;
+    create(&s, &ctx, &caller, Scope::Org(name(&c.name)?)).await
+}
+
+/// The orgs the caller may view.
+async fn list_orgs(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+) -> Result<Json<serde_json::Value>, ApiProblem> {
+    let orgs: Vec<bulwark_core::Name> = s.directory.read().orgs().cloned().collect();
+    let visible: Vec<String> = orgs
+        .into_iter()
+        .filter(|o| decide(&s, &caller, Permission::View, &Scope::Org(o.clone())).allowed)
+        .map(|o| o.to_string())
+        .collect();
+    Ok(Json(json!({"orgs": visible})))
+}
+
+async fn get_org(
+    State(s): State<Arc<AppState>>,
+    ctx: Ctx,
+    caller: Caller,
+    Path(org): Path<String>,
+) -> Result<Response, ApiProblem> {
+    describe(&s, &ctx, &caller, Scope::Org(name(&org)?)).await
+}
+
+async fn disable_org(
+    State(s): State<Arc<AppState>>,
+    ctx: Ctx,
+    caller: Caller,
+    Path(org): Path<String>,
+) -> Result<Response, ApiProblem> {
+    set_disabled(&s, &ctx, &caller, Scope::Org(name(&org)?), true).await
+}
+
+async fn enable_org(
+    State(s): State<Arc<AppState>>,
+    ctx: Ctx,
+    caller: Caller,
+    Path(org): Path<String>,
+) -> Result<Response, ApiProblem> {
+    set_disabled(&s, &ctx, &caller, Scope::Org(name(&org)?), false).await
+}
+
+async fn create_app(
+    State(s): State<Arc<AppState>>,
+    ctx: Ctx,
+    caller: Caller,
+    Path(org): Path<String>,
+    b: Bytes,
+) -> Result<Response, ApiProblem> {
+    let org = name(&org)?;
+    let c: Create = body(&b)?;
+    create(&s, &ctx, &caller, Scope::App(org, name(&c.name)?)).await
+}
+
+async fn get_org_apps(
+    State(s): State<Arc<AppState>>,
+    ctx: Ctx,
+    caller: Caller,
+    Path(org): Path<String>,
+) -> Result<Response, ApiProblem> {
+    describe(&s, &ctx, &caller, Scope::Org(name(&org)?)).await
+}
+
+async fn get_app(
+    State(s): State<Arc<AppState>>,
+    ctx: Ctx,
+    caller: Caller,
+    Path((org, app)): Path<(String, String)>,
+) -> Result<Response, ApiProblem> {
+    describe(&s, &ctx, &caller, Scope::App(name(&org)?, name(&app)?)).await
+}
+
+async fn disable_app(
+    State(s): State<Arc<AppState>>,
+    ctx: Ctx,
+    caller: Caller,
+    Path((org, app)): Path<(String, String)>,
+) -> Result<Response, ApiProblem> {
+    set_disabled(
+        &s,
+        &ctx,
+        &caller,
+        Scope::App(name(&org)?, name(&app)?),
+        true,
+    )
+    .await
+}
+
+async fn enable_app(
+    State(s): State<Arc<AppState>>,
+    ctx: Ctx,
+    caller: Caller,
+    Path((org, app)): Path<(String, String)>,
+) -> Result<Response, ApiProblem> {
+    set_disabled(
+        &s,
+        &ctx,
+        &caller,
+        Scope::App(name(&org)?, name(&app)?),
+        false,
+    )
+    .await
+}
+
+async fn create_env(
+    State(s): State<Arc<AppState>>,
+    ctx: Ctx,
+    caller: Caller,
+    Path((org, app)): Path<(String, String)>,
+    b: Bytes,
+) -> Result<Response, ApiProblem> {
+    let (org, app) = (name(&org)?, name(&app)?);
+    let c: Create = body(&b)?;
+    create(&s, &ctx, &caller, Scope::Env(org, app, name(&c.name)?)).await
+}
+
+async fn get_app_envs(
+    State(s): State<Arc<AppState>>,
+    ctx: Ctx,
+    caller: Caller,
+    Path((org, app)): Path<(String, String)>,
+) -> Result<Response, ApiProblem> {
+    describe(&s, &ctx, &caller, Scope::App(name(&org)?, name(&app)?)).await
+}
+
+async fn get_env(
+    State(s): State<Arc<AppState>>,
+    ctx: Ctx,
+    caller: Caller,
+    Path((org, app, env)): Path<(String, String, String)>,
+) -> Result<Response, ApiProblem> {
+    describe(
+        &s,
+        &ctx,
+        &caller,
+        Scope::Env(name(&org)?, name(&app)?, name(&env)?),
+    )
+    .await
+}
+
+async fn disable_env(
+    State(s): State<Arc<AppState>>,
+    ctx: Ctx,
+    caller: Caller,
+    Path((org, app, env)): Path<(String, String, String)>,
+) -> Result<Response, ApiProblem> {
+    let scope = Scope::Env(name(&org)?, name(&app)?, name(&env)?);
+    set_disabled(&s, &ctx, &caller, scope, true).await
+}
+
+async fn enable_env(
+    State(s): State<Arc<AppState>>,
+    ctx: Ctx,
+    caller: Caller,
+    Path((org, app, env)): Path<(String, String, String)>,
+) -> Result<Response, ApiProblem> {
+    let scope = Scope::Env(name(&org)?, name(&app)?, name(&env)?);
+    set_disabled(&s, &ctx, &caller, scope, false).await
+}

@@ -1,0 +1,454 @@
+//! Authentication and authorization of API requests: the one path every protected route
+//! takes.
+//!
+//! [`Caller`] is an axum extractor: it reads `Authorization` (`DPoP` or `Bearer`) and the
+//! `DPoP` proof, verifies the access token (signature, `typ`, `alg`, issuer, audience,
+//! time), checks revocation (the token's `jti`, the principal's not-before, the principal's
+//! existence), the binding (a `cnf.jkt` token needs a fresh proof by that key, with `ath`,
+//! for this method and URL, used once), and that the token's org is not disabled. Every
+//! failure is a 401 (403 for a disabled org) problem with an RFC 6750 / RFC 9449
+//! `WWW-Authenticate` challenge, counted in `auth_failures_total{reason}`.
+//!
+//! [`authorize`] then asks the relation store, narrowed by the token's scopes and confined
+//! to the token's org; a denial is journaled (kind `access`, outcome `denied`, with the
+//! reason) before the 403 leaves. Handlers authorize on the scope named in the path
+//! *before* they look it up, so a caller without rights gets 403 whether or not it exists.
+//!
+//! Tokens and proofs are never logged.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::response::{IntoResponse, Response};
+use bulwark_authz::{Decision, Permission, Reason, Subject};
+use bulwark_core::{Name, Problem, ProblemCode, RequestId, Scope};
+use bulwark_crypto::SigningKey;
+use bulwark_http::ApiProblem;
+use bulwark_identity::Refusal;
+use bulwark_identity::dpop::{self, Nonces};
+use bulwark_identity::jose::now_secs;
+use bulwark_identity::replay::ReplayCache;
+use bulwark_identity::token::{AccessClaims, AccessVerifier, Minter};
+use bulwark_ledger::entry::{Draft, EntryData, Kind, Outcome};
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, header};
+use serde::Serialize;
+
+use crate::AppState;
+
+/// DPoP proof algorithms we accept, as advertised in challenges and metadata.
+pub const DPOP_ALGS: &str = "EdDSA ES256";
+/// How many DPoP proof and assertion ids the replay cache holds.
+pub const REPLAY_CAPACITY: usize = 1 << 20;
+
+/// The token service's keys and policy.
+pub struct Auth {
+    /// Issuer and audience: the API's public URL.
+    pub issuer: String,
+    minter: Minter,
+    verifier: AccessVerifier,
+    jwks: serde_json::Value,
+    /// DPoP server nonces.
+    pub nonces: Nonces,
+    /// Single-use ids of proofs and client assertions.
+    pub replay: ReplayCache,
+    /// Access token lifetime.
+    pub ttl: i64,
+    /// Whether the token endpoint demands a nonce.
+    pub require_token_nonce: bool,
+    /// Key of signed paging cursors (per process: a cursor does not survive a restart).
+    pub cursor_key: aws_lc_rs::hmac::Key,
+    /// Bounds concurrent Argon2id verifications (19 MiB each) to twice the cores.
+    pub argon_slots: tokio::sync::Semaphore,
+}
+
+impl Auth {
+    /// The token service of `issuer`, signing with `key`.
+    pub fn new(
+        issuer: String,
+        key: &SigningKey,
+        ttl: i64,
+        require_token_nonce: bool,
+    ) -> anyhow::Result<Self> {
+        let vk = key.verifying_key();
+        let verifier = AccessVerifier::new(&issuer, &issuer, [(key.kid(), vk.as_bytes())]);
+        let jwks = serde_json::json!({"keys": [{
+            "kty": "OKP", "crv": "Ed25519", "use": "sig", "alg": "EdDSA",
+            "kid": key.kid(), "x": bulwark_identity::jose::b64(vk.as_bytes()),
+        }]});
+        let mut ck = zeroize::Zeroizing::new([0u8; 32]);
+        bulwark_crypto::fill_random(ck.as_mut())?;
+        Ok(Self {
+            minter: Minter::new(&key.pkcs8_der(), key.kid()),
+            verifier,
+            jwks,
+            nonces: Nonces::new()?,
+            replay: ReplayCache::new(2 * dpop::IAT_WINDOW_SECS, REPLAY_CAPACITY),
+            ttl,
+            require_token_nonce,
+            cursor_key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, ck.as_ref()),
+            argon_slots: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
+            ),
+            issuer,
+        })
+    }
+
+    /// Verifies an access token's signature and claims (no binding, no revocation).
+    pub fn verify(&self, token: &str, now: i64) -> Result<AccessClaims, Refusal> {
+        self.verifier.verify(token, now)
+    }
+
+    /// The published key set.
+    pub fn jwks(&self) -> &serde_json::Value {
+        &self.jwks
+    }
+
+    /// The minter.
+    pub fn minter(&self) -> &Minter {
+        &self.minter
+    }
+
+    /// The token endpoint's URL.
+    pub fn token_endpoint(&self) -> String {
+        format!("{}/oauth2/token", self.issuer)
+    }
+}
+
+/// An authenticated caller.
+pub struct Caller {
+    /// The principal id.
+    pub principal: String,
+    /// Its authorization subject.
+    pub subject: Subject,
+    /// The org its token is confined to (`None`: an instance principal).
+    pub org: Option<Name>,
+    /// The verified claims.
+    pub claims: AccessClaims,
+}
+
+impl Caller {
+    /// The token's scopes.
+    pub fn scopes(&self) -> impl Iterator<Item = &str> + Clone {
+        self.claims.scopes()
+    }
+}
+
+/// Why authentication failed.
+#[derive(Debug)]
+pub struct AuthFailure {
+    /// `auth_failures_total{reason}`.
+    pub reason: &'static str,
+    /// 401, or 403 for a disabled org.
+    pub code: ProblemCode,
+    /// The RFC 6750/9449 error code for the challenge (`None`: no credentials at all).
+    pub error: Option<&'static str>,
+    /// A fresh nonce to send along (`use_dpop_nonce`).
+    pub nonce: Option<String>,
+}
+
+impl AuthFailure {
+    fn invalid(reason: &'static str) -> Self {
+        Self {
+            reason,
+            code: ProblemCode::Unauthorized,
+            error: Some("invalid_token"),
+            nonce: None,
+        }
+    }
+
+    fn from_refusal(r: Refusal) -> Self {
+        Self::invalid(r.reason())
+    }
+}
+
+/// Counts an authentication failure.
+pub fn count_failure(reason: &'static str) {
+    metrics::counter!(bulwark_http::metrics::AUTH_FAILURES_TOTAL, "reason" => reason).increment(1);
+}
+
+impl IntoResponse for AuthFailure {
+    fn into_response(self) -> Response {
+        count_failure(self.reason);
+        tracing::info!(reason = self.reason, "authentication failed");
+        let detail = match self.reason {
+            "missing_token" => "an access token is required".to_owned(),
+            r => format!("the access token or proof was refused: {r}"),
+        };
+        let mut resp = ApiProblem(Problem::new(self.code, detail)).into_response();
+        if self.code == ProblemCode::Unauthorized {
+            let challenge = match self.error {
+                None => format!(r#"DPoP algs="{DPOP_ALGS}", Bearer realm="bulwark""#),
+                Some(e) => format!(
+                    r#"DPoP error="{e}", error_description="{}", algs="{DPOP_ALGS}", Bearer realm="bulwark", error="{}""#,
+                    self.reason,
+                    if e == "use_dpop_nonce" {
+                        "invalid_token"
+                    } else {
+                        e
+                    }
+                ),
+            };
+            if let Ok(v) = HeaderValue::from_str(&challenge) {
+                resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+            }
+        }
+        if let Some(n) = self.nonce.and_then(|n| HeaderValue::from_str(&n).ok()) {
+            resp.headers_mut().insert("dpop-nonce", n);
+        }
+        resp
+    }
+}
+
+/// The URL the client addressed: `https://` + `Host` (or the HTTP/2 authority) + path.
+pub fn request_url(parts: &Parts) -> Option<String> {
+    let host = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| {
+            parts
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+        })?;
+    Some(format!("https://{host}{}", parts.uri.path()))
+}
+
+/// The single `DPoP` header, if exactly one is present.
+pub fn dpop_header(headers: &HeaderMap) -> Result<Option<&str>, AuthFailure> {
+    let mut all = headers.get_all("dpop").iter();
+    match (all.next(), all.next()) {
+        (None, _) => Ok(None),
+        (Some(v), None) => v
+            .to_str()
+            .map(Some)
+            .map_err(|_| AuthFailure::from_refusal(Refusal::Malformed)),
+        _ => Err(AuthFailure::invalid("dpop_multiple_proofs")),
+    }
+}
+
+impl FromRequestParts<Arc<AppState>> for Caller {
+    type Rejection = AuthFailure;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        authenticate(parts, state, now_secs())
+    }
+}
+
+/// The authentication steps, in order.
+pub fn authenticate(parts: &Parts, state: &AppState, now: i64) -> Result<Caller, AuthFailure> {
+    let auth = &state.auth;
+    let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+        return Err(AuthFailure {
+            reason: "missing_token",
+            code: ProblemCode::Unauthorized,
+            error: None,
+            nonce: None,
+        });
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| AuthFailure::from_refusal(Refusal::Malformed))?;
+    let (scheme, token) = value
+        .split_once(' ')
+        .ok_or_else(|| AuthFailure::from_refusal(Refusal::Malformed))?;
+    let dpop_scheme = scheme.eq_ignore_ascii_case("dpop");
+    if !dpop_scheme && !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthFailure::invalid("unsupported_scheme"));
+    }
+    let token = token.trim();
+    let claims = auth
+        .verifier
+        .verify(token, now)
+        .map_err(AuthFailure::from_refusal)?;
+
+    // Binding.
+    let proof = dpop_header(&parts.headers)?;
+    match claims.cnf.as_ref().and_then(|c| c.jkt.as_deref()) {
+        Some(jkt) => {
+            if !dpop_scheme {
+                // RFC 9449 §7.2: a DPoP-bound token presented as a bearer token.
+                return Err(AuthFailure::invalid("dpop_required"));
+            }
+            let proof = proof.ok_or_else(|| AuthFailure::invalid("dpop_proof_missing"))?;
+            let url =
+                request_url(parts).ok_or_else(|| AuthFailure::invalid("dpop_htu_mismatch"))?;
+            let expect = dpop::Expect {
+                method: parts.method.as_str(),
+                url: &url,
+                access_token: Some(token),
+                nonces: Some(&auth.nonces),
+                nonce_required: false,
+            };
+            let verified = dpop::verify(proof, &expect, now).map_err(|r| {
+                let mut f = AuthFailure::from_refusal(r);
+                if r == Refusal::UseNonce {
+                    f.error = Some("use_dpop_nonce");
+                    f.nonce = Some(auth.nonces.current(now));
+                }
+                f
+            })?;
+            if verified.jkt != jkt {
+                return Err(AuthFailure::from_refusal(Refusal::KeyMismatch));
+            }
+            auth.replay
+                .first_use(
+                    &[b"dpop", verified.jkt.as_bytes(), verified.jti.as_bytes()],
+                    now,
+                )
+                .map_err(AuthFailure::from_refusal)?;
+        }
+        None => {
+            if claims.cnf.as_ref().is_some_and(|c| c.x5t_s256.is_some()) {
+                // Certificate-bound tokens need a client certificate on this listener,
+                // which the API listener does not request yet.
+                return Err(AuthFailure::invalid("mtls_unavailable"));
+            }
+            if dpop_scheme {
+                return Err(AuthFailure::invalid("token_not_dpop_bound"));
+            }
+        }
+    }
+
+    // Revocation and the principal's current standing.
+    let dir = state.directory.read();
+    if dir.is_revoked(&claims.jti) {
+        return Err(AuthFailure::invalid("revoked"));
+    }
+    let principal_id = claims.client_id.clone();
+    let Some(principal) = dir.principal(&principal_id) else {
+        return Err(AuthFailure::invalid("unknown_principal"));
+    };
+    let subject = principal.subject();
+    if claims.sub != subject.to_string() {
+        return Err(AuthFailure::invalid("subject_mismatch"));
+    }
+    if claims.iat < principal.not_before {
+        return Err(AuthFailure::invalid("principal_revoked"));
+    }
+    if claims.org != principal.org {
+        return Err(AuthFailure::invalid("org_mismatch"));
+    }
+    let org = match claims.org.as_deref() {
+        None => None,
+        Some(o) => {
+            let name = Name::parse(o).map_err(|_| AuthFailure::invalid("org_mismatch"))?;
+            if dir.disabled_at(&Scope::Org(name.clone())).is_some() {
+                return Err(AuthFailure {
+                    reason: "org_disabled",
+                    code: ProblemCode::ScopeDisabled,
+                    error: None,
+                    nonce: None,
+                });
+            }
+            Some(name)
+        }
+    };
+    drop(dir);
+    Ok(Caller {
+        principal: principal_id,
+        subject,
+        org,
+        claims,
+    })
+}
+
+/// The `data` of an access-denied entry.
+#[derive(Serialize)]
+struct Denial<'a> {
+    permission: &'static str,
+    reason: String,
+    method: &'a str,
+    route: &'a str,
+}
+impl EntryData for Denial<'_> {}
+
+/// What the handler is doing, for the denial entry.
+pub struct Action<'a> {
+    /// HTTP method.
+    pub method: &'a str,
+    /// The route pattern.
+    pub route: &'a str,
+    /// The request id.
+    pub corr_id: Option<&'a RequestId>,
+}
+
+/// Decides whether `caller` may `permission` on `scope`, confined to the token's org and
+/// narrowed by its scopes. A denial is journaled and answered 403 (`scope_disabled` when a
+/// disabled scope decided it).
+pub async fn authorize(
+    state: &AppState,
+    caller: &Caller,
+    permission: Permission,
+    scope: &Scope,
+    action: &Action<'_>,
+) -> Result<Decision, ApiProblem> {
+    let decision = decide(state, caller, permission, scope);
+    if decision.allowed {
+        return Ok(decision);
+    }
+    let reason = decision.reason.to_string();
+    count_failure(match decision.reason {
+        Reason::Disabled { .. } => "scope_disabled",
+        Reason::TokenScopeMissing { .. } => "token_scope_missing",
+        _ => "permission_denied",
+    });
+    let mut draft = Draft::new(
+        Kind::Access,
+        format!("authz.{}", permission.as_str()),
+        scope.to_string(),
+    )
+    .actor(caller.subject.to_string())
+    .outcome(Outcome::Denied);
+    if let Some(o) = scope.org().or(caller.org.as_ref()) {
+        draft = draft.org(o.as_str());
+    }
+    if let Some(c) = action.corr_id {
+        draft = draft.corr_id(c.as_str());
+    }
+    let draft = draft.data(&Denial {
+        permission: permission.as_str(),
+        reason: reason.clone(),
+        method: action.method,
+        route: action.route,
+    });
+    match draft {
+        Ok(d) => {
+            if let Err(e) = state.ledger.append(d).await {
+                // The answer is a refusal either way; the failure is loud.
+                tracing::error!(error = %e, "could not journal an access denial");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "could not build an access denial entry"),
+    }
+    let code = if matches!(decision.reason, Reason::Disabled { .. }) {
+        ProblemCode::ScopeDisabled
+    } else {
+        ProblemCode::PermissionDenied
+    };
+    Err(ApiProblem(Problem::new(
+        code,
+        format!("{} on {scope} denied: {reason}", permission.as_str()),
+    )))
+}
+
+/// The decision without side effects (also used by `GET /v1/authz/check` and listings).
+pub fn decide(
+    state: &AppState,
+    caller: &Caller,
+    permission: Permission,
+    scope: &Scope,
+) -> Decision {
+    state.directory.read().relations().check_with_scopes(
+        &caller.subject,
+        permission,
+        scope,
+        caller.scopes(),
+        caller.org.as_ref(),
+    )
+}
