@@ -107,16 +107,21 @@ async fn change(
     b: &[u8],
     grant: bool,
 ) -> Result<Response, ApiProblem> {
-    let req: TupleBody = body(b)?;
+    let home = org.clone().map_or(Scope::Instance, Scope::Org);
+    let req: TupleBody = match body(b) {
+        Ok(r) => r,
+        Err(e) => {
+            // No tuple to authorize on: the path's scope decides whether the caller
+            // learns that the body was malformed.
+            ctx.authorize(s, caller, Permission::Grant, &home).await?;
+            return Err(e);
+        }
+    };
     // Authorize on the tuple's scope first (403 before any validation that could reveal
     // what exists); a scope outside the path's org is refused right after.
-    let target =
-        Scope::parse(&req.scope).unwrap_or_else(|| org.clone().map_or(Scope::Instance, Scope::Org));
-    let target = if target.org() == org.as_ref() {
-        target
-    } else {
-        org.clone().map_or(Scope::Instance, Scope::Org)
-    };
+    let target = Scope::parse(&req.scope)
+        .filter(|t| t.org() == org.as_ref())
+        .unwrap_or(home);
     ctx.authorize(s, caller, Permission::Grant, &target).await?;
     let _seq = s.sequencer.lock().await;
     let t = validate(s, org.as_ref(), &req)?;

@@ -78,17 +78,26 @@ fn created(scope: &Scope, seq: u64) -> Response {
         .into_response()
 }
 
-/// Creates `scope` under its parent: `Administer` on the parent, the parent must exist,
-/// the name must be free (checked and appended under the sequencer).
+/// Creates the child named in `b` under `parent`: `Administer` on the parent (decided
+/// before the body is read), the parent must exist, the name must be free (checked and
+/// appended under the sequencer).
 async fn create(
     state: &AppState,
     ctx: &Ctx,
     caller: &Caller,
-    scope: Scope,
+    parent: Scope,
+    b: &[u8],
 ) -> Result<Response, ApiProblem> {
-    let parent = scope.parent().unwrap_or(Scope::Instance);
     ctx.authorize(state, caller, Permission::Administer, &parent)
         .await?;
+    let c: Create = body(b)?;
+    let child = name(&c.name)?;
+    let scope = match &parent {
+        Scope::Instance => Scope::Org(child),
+        Scope::Org(o) => Scope::App(o.clone(), child),
+        Scope::App(o, a) => Scope::Env(o.clone(), a.clone(), child),
+        Scope::Env(..) => return Err(problem(ProblemCode::BadRequest, "envs have no children")),
+    };
     let _seq = state.sequencer.lock().await;
     {
         let dir = state.directory.read();
@@ -184,8 +193,7 @@ async fn create_org(
     caller: Caller,
     b: Bytes,
 ) -> Result<Response, ApiProblem> {
-    let c: Create = body(&b)?;
-    create(&s, &ctx, &caller, Scope::Org(name(&c.name)?)).await
+    create(&s, &ctx, &caller, Scope::Instance, &b).await
 }
 
 /// The orgs the caller may view.
@@ -236,9 +244,7 @@ async fn create_app(
     Path(org): Path<String>,
     b: Bytes,
 ) -> Result<Response, ApiProblem> {
-    let org = name(&org)?;
-    let c: Create = body(&b)?;
-    create(&s, &ctx, &caller, Scope::App(org, name(&c.name)?)).await
+    create(&s, &ctx, &caller, Scope::Org(name(&org)?), &b).await
 }
 
 async fn get_org_apps(
@@ -298,9 +304,7 @@ async fn create_env(
     Path((org, app)): Path<(String, String)>,
     b: Bytes,
 ) -> Result<Response, ApiProblem> {
-    let (org, app) = (name(&org)?, name(&app)?);
-    let c: Create = body(&b)?;
-    create(&s, &ctx, &caller, Scope::Env(org, app, name(&c.name)?)).await
+    create(&s, &ctx, &caller, Scope::App(name(&org)?, name(&app)?), &b).await
 }
 
 async fn get_app_envs(

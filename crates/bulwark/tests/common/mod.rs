@@ -20,6 +20,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
+pub mod oauth;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_bulwark");
 
 pub struct Server {

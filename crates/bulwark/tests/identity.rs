@@ -1,0 +1,596 @@
+//! Tokens against the running server: every attack of the identity issue's list is refused
+//! with its reason (problem code, `WWW-Authenticate`, `auth_failures_total{reason}`), and
+//! the token endpoint's client authentication, DPoP nonce, introspection, revocation,
+//! JWKS and metadata behave as the RFCs say.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use base64::Engine as _;
+use common::Server;
+use common::oauth::{Key, b64, now};
+use serde_json::{Value, json};
+
+fn decode(seg: &str) -> Value {
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(seg)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// Asserts a 401 (or `status`) with `reason` in the challenge, and that it was counted.
+async fn refused(s: &Server, headers: &[(&str, String)], status: u16, reason: &str) {
+    let r = s.send("GET", "/v1/orgs", headers, None).await;
+    assert_eq!(
+        r.status,
+        status,
+        "{reason}: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+    if status == 401 {
+        assert_eq!(r.code(), "unauthorized");
+        let challenge = r.headers["www-authenticate"].to_str().unwrap();
+        if reason == "missing_token" {
+            // RFC 6750 §3.1: no error code when the request carried no credentials.
+            assert!(!challenge.contains("error="), "{challenge}");
+        } else {
+            assert!(
+                challenge.contains(&format!(r#"error_description="{reason}""#)),
+                "{reason}: {challenge}"
+            );
+        }
+        assert!(challenge.starts_with("DPoP "), "{challenge}");
+    }
+    let counted = s
+        .metric(&format!(r#"auth_failures_total{{reason="{reason}"}}"#))
+        .await;
+    assert!(counted >= 1.0, "{reason} not counted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_token_and_proof_attack_is_refused_with_its_reason() {
+    let s = Server::start(&[]);
+    let (id, secret) = s.bootstrap("dpop");
+    let key = Key::ed();
+    let op = s.token(&id, &secret, "admin read", Some(&key)).await;
+    assert_eq!(
+        op.get("/v1/orgs").await.status,
+        200,
+        "the genuine token works"
+    );
+
+    let url = s.url("/v1/orgs");
+    let parts: Vec<&str> = op.token.split('.').collect();
+    let (header, claims) = (decode(parts[0]), decode(parts[1]));
+    assert_eq!(header["typ"], "at+jwt");
+    assert_eq!(header["alg"], "EdDSA");
+    assert_eq!(claims["cnf"]["jkt"], key.thumbprint().as_str());
+    assert!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap() <= 900);
+    let dpop = |tok: &str| {
+        vec![
+            ("authorization", format!("DPoP {tok}")),
+            ("dpop", key.proof("GET", &url, Some(tok), None, json!({}))),
+        ]
+    };
+    let server_key = Key::server_signing(&s);
+    let resign = |h: &Value, over: Value| {
+        let mut c = claims.clone();
+        for (k, v) in over.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        server_key.sign(h, &c)
+    };
+    let t = now();
+
+    // Forged signature: the right header, another key.
+    refused(
+        &s,
+        &dpop(&Key::ed().sign(&header, &claims)),
+        401,
+        "bad_signature",
+    )
+    .await;
+    // alg none.
+    let none = format!(
+        "{}.{}.",
+        b64(
+            json!({"alg": "none", "typ": "at+jwt", "kid": header["kid"]})
+                .to_string()
+                .as_bytes()
+        ),
+        parts[1]
+    );
+    refused(&s, &dpop(&none), 401, "bad_alg").await;
+    // A JWT of the wrong type, validly signed.
+    let mut jwt_header = header.clone();
+    jwt_header["typ"] = "JWT".into();
+    refused(&s, &dpop(&resign(&jwt_header, json!({}))), 401, "bad_typ").await;
+    // Expired, not yet valid, another audience, several audiences, too long.
+    let expired = resign(
+        &header,
+        json!({"iat": t - 900, "nbf": t - 900, "exp": t - 120}),
+    );
+    refused(&s, &dpop(&expired), 401, "expired").await;
+    let future = resign(
+        &header,
+        json!({"iat": t + 300, "nbf": t + 300, "exp": t + 600}),
+    );
+    refused(&s, &dpop(&future), 401, "not_yet_valid").await;
+    let other_aud = resign(&header, json!({"aud": "https://elsewhere.example"}));
+    refused(&s, &dpop(&other_aud), 401, "bad_audience").await;
+    let many = resign(
+        &header,
+        json!({"aud": [claims["aud"].clone(), "https://elsewhere.example"]}),
+    );
+    refused(&s, &dpop(&many), 401, "bad_audience").await;
+    let long = resign(&header, json!({"exp": t + 7200}));
+    refused(&s, &dpop(&long), 401, "lifetime_too_long").await;
+
+    // DPoP proofs.
+    let tok = op.token.as_str();
+    let with = |proof: String| vec![("authorization", format!("DPoP {tok}")), ("dpop", proof)];
+    let once = key.proof("GET", &url, Some(tok), None, json!({}));
+    assert_eq!(
+        s.send("GET", "/v1/orgs", &with(once.clone()), None)
+            .await
+            .status,
+        200
+    );
+    refused(&s, &with(once), 401, "replayed").await;
+    refused(
+        &s,
+        &with(key.proof("POST", &url, Some(tok), None, json!({}))),
+        401,
+        "dpop_htm_mismatch",
+    )
+    .await;
+    let elsewhere = s.url("/v1/principals");
+    refused(
+        &s,
+        &with(key.proof("GET", &elsewhere, Some(tok), None, json!({}))),
+        401,
+        "dpop_htu_mismatch",
+    )
+    .await;
+    refused(
+        &s,
+        &with(key.proof("GET", &url, Some(tok), None, json!({"iat": t - 120}))),
+        401,
+        "dpop_stale",
+    )
+    .await;
+    refused(
+        &s,
+        &with(Key::ed().proof("GET", &url, Some(tok), None, json!({}))),
+        401,
+        "dpop_key_mismatch",
+    )
+    .await;
+    refused(
+        &s,
+        &with(Key::es().proof("GET", &url, Some(tok), None, json!({}))),
+        401,
+        "dpop_key_mismatch",
+    )
+    .await;
+    refused(
+        &s,
+        &with(key.proof("GET", &url, Some(tok), None, json!({"ath": null}))),
+        401,
+        "dpop_ath_mismatch",
+    )
+    .await;
+    refused(
+        &s,
+        &[("authorization", format!("Bearer {tok}"))],
+        401,
+        "dpop_required",
+    )
+    .await;
+    refused(
+        &s,
+        &[("authorization", format!("DPoP {tok}"))],
+        401,
+        "dpop_proof_missing",
+    )
+    .await;
+    refused(&s, &[], 401, "missing_token").await;
+
+    // A revoked token (RFC 7009), then a revoked principal (not-before).
+    let basic = (
+        "authorization",
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+        ),
+    );
+    let form = format!("token={tok}");
+    let r = s
+        .send(
+            "POST",
+            "/oauth2/revoke",
+            &[
+                basic.clone(),
+                ("content-type", "application/x-www-form-urlencoded".into()),
+            ],
+            Some(form.into_bytes()),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    refused(&s, &dpop(tok), 401, "revoked").await;
+
+    let op2 = s.token(&id, &secret, "admin read", Some(&key)).await;
+    let r = op2
+        .post(&format!("/v1/principals/{id}/revoke-tokens"), json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    refused(&s, &dpop(&op2.token), 401, "principal_revoked").await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let op3 = s.token(&id, &secret, "admin read", Some(&key)).await;
+    assert_eq!(
+        op3.get("/v1/orgs").await.status,
+        200,
+        "tokens issued after the not-before work"
+    );
+
+    // A disabled org: its principals' tokens stop at once, and no new ones are issued.
+    assert_eq!(
+        op3.post("/v1/orgs", json!({"name": "acme"})).await.status,
+        201
+    );
+    let created = op3
+        .post(
+            "/v1/orgs/acme/principals",
+            json!({"kind": "service", "name": "ci", "token_binding": "none"}),
+        )
+        .await;
+    assert_eq!(created.status, 201);
+    let (cid, csec) = (
+        created.json()["client_id"].as_str().unwrap().to_owned(),
+        created.json()["client_secret"].as_str().unwrap().to_owned(),
+    );
+    let r = op3
+        .post(
+            "/v1/orgs/acme/relations",
+            json!({"scope": "org/acme", "relation": "viewer", "subject": format!("service:{cid}")}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let ci = s.token(&cid, &csec, "read", None).await;
+    assert_eq!(ci.get("/v1/orgs/acme").await.status, 200);
+    assert_eq!(
+        op3.post("/v1/orgs/acme/disable", json!({})).await.status,
+        200
+    );
+    let r = ci.get("/v1/orgs/acme").await;
+    assert_eq!((r.status, r.code().as_str()), (403, "scope_disabled"));
+    refused(
+        &s,
+        &[("authorization", format!("Bearer {}", ci.token))],
+        403,
+        "org_disabled",
+    )
+    .await;
+    let r = s
+        .token_request(
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &cid),
+                ("client_secret", &csec),
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.json()["error"].as_str().unwrap()),
+        (400, "unauthorized_client")
+    );
+
+    // Nothing secret reached the logs.
+    let logs = serde_json::to_string(&*s.logs.lock().unwrap()).unwrap();
+    for needle in [secret.as_str(), csec.as_str(), tok, op3.token.as_str()] {
+        assert!(!logs.contains(needle), "a secret or token was logged");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_endpoint_authenticates_clients_and_binds_tokens() {
+    let s = Server::start(&[]);
+    let (id, secret) = s.bootstrap("none");
+    let op = s.token(&id, &secret, "admin read", None).await;
+    assert_eq!(
+        op.post("/v1/orgs", json!({"name": "acme"})).await.status,
+        201
+    );
+
+    // DPoP-bound principal: the nonce dance, then a DPoP token whose cnf is our key.
+    let r = op
+        .post(
+            "/v1/orgs/acme/principals",
+            json!({"kind": "service", "name": "d"}),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    assert_eq!(r.headers["cache-control"], "no-store");
+    let (did, dsec) = (
+        r.json()["client_id"].as_str().unwrap().to_owned(),
+        r.json()["client_secret"].as_str().unwrap().to_owned(),
+    );
+    assert_eq!(r.json()["token_binding"], "dpop");
+    let key = Key::es();
+    let url = s.url("/oauth2/token");
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", did.as_str()),
+        ("client_secret", dsec.as_str()),
+    ];
+    let r = s.token_request(&form, &[]).await;
+    assert_eq!(
+        (r.status, r.json()["error"].as_str().unwrap()),
+        (400, "invalid_dpop_proof"),
+        "a dpop client needs a proof"
+    );
+    let r = s
+        .token_request(
+            &form,
+            &[("dpop", key.proof("POST", &url, None, None, json!({})))],
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.json()["error"].as_str().unwrap()),
+        (400, "use_dpop_nonce")
+    );
+    let nonce = r.headers["dpop-nonce"].to_str().unwrap().to_owned();
+    let r = s
+        .token_request(
+            &form,
+            &[(
+                "dpop",
+                key.proof("POST", &url, None, Some(&nonce), json!({})),
+            )],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.headers["cache-control"], "no-store");
+    let body = r.json();
+    assert_eq!(body["token_type"], "DPoP");
+    assert_eq!(body["scope"], "read", "the default scope is read");
+    let claims = decode(
+        body["access_token"]
+            .as_str()
+            .unwrap()
+            .split('.')
+            .nth(1)
+            .unwrap(),
+    );
+    assert_eq!(claims["cnf"]["jkt"], key.thumbprint().as_str());
+    assert_eq!(claims["org"], "acme");
+    assert_eq!(claims["sub"], format!("service:{did}"));
+
+    // Client authentication failures.
+    let bad = s
+        .token_request(
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &did),
+                ("client_secret", "bws_wrong"),
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (bad.status, bad.json()["error"].as_str().unwrap()),
+        (401, "invalid_client")
+    );
+    let basic_bad = s
+        .token_request(
+            &[("grant_type", "client_credentials")],
+            &[(
+                "authorization",
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode("svc_nobody:bws_x")
+                ),
+            )],
+        )
+        .await;
+    assert_eq!(basic_bad.status, 401);
+    assert!(
+        basic_bad.headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic")
+    );
+    let r = s
+        .token_request(
+            &[
+                ("grant_type", "client_credentials"),
+                ("grant_type", "client_credentials"),
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(r.json()["error"], "invalid_request");
+    let r = s.token_request(&[("grant_type", "password")], &[]).await;
+    assert_eq!(r.json()["error"], "unsupported_grant_type");
+    let plain = [
+        ("grant_type", "client_credentials"),
+        ("client_id", id.as_str()),
+        ("client_secret", secret.as_str()),
+    ];
+    let r = s
+        .token_request(
+            &[plain[0], plain[1], plain[2], ("scope", "read everything")],
+            &[],
+        )
+        .await;
+    assert_eq!(r.json()["error"], "invalid_scope");
+    let r = s
+        .token_request(
+            &[
+                plain[0],
+                plain[1],
+                plain[2],
+                ("resource", "https://elsewhere.example"),
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(r.json()["error"], "invalid_target");
+    let r = s.token_request(&plain, &[]).await;
+    assert_eq!(
+        (r.status, r.json()["token_type"].as_str().unwrap()),
+        (200, "Bearer"),
+        "client_secret_post"
+    );
+
+    // private_key_jwt with a registered P-256 key; an assertion is single-use.
+    let ckey = Key::es();
+    let r = op
+        .post(
+            "/v1/orgs/acme/principals",
+            json!({"kind": "service", "name": "k", "token_binding": "none", "jwk": ckey.jwk()}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let kid = r.json()["client_id"].as_str().unwrap().to_owned();
+    let assertion = |aud: &str| {
+        ckey.sign(
+            &json!({"alg": "ES256", "typ": "JWT"}),
+            &json!({"iss": kid, "sub": kid, "aud": aud, "exp": now() + 60, "jti": b64(&now().to_be_bytes()) + aud}),
+        )
+    };
+    let a = assertion(&url);
+    let pkj = |a: &str| {
+        vec![
+            ("grant_type", "client_credentials".to_owned()),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_owned(),
+            ),
+            ("client_assertion", a.to_owned()),
+        ]
+    };
+    let form: Vec<(&str, String)> = pkj(&a);
+    let borrowed: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = s.token_request(&borrowed, &[]).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let r = s.token_request(&borrowed, &[]).await;
+    assert_eq!(
+        (r.status, r.json()["error_description"].as_str().unwrap()),
+        (401, "replayed")
+    );
+    let form = pkj(&assertion("https://elsewhere.example/token"));
+    let borrowed: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = s.token_request(&borrowed, &[]).await;
+    assert_eq!(
+        (r.status, r.json()["error_description"].as_str().unwrap()),
+        (401, "bad_audience")
+    );
+
+    // Introspection: active for a live token, inactive once revoked; clients of an org see
+    // nothing of the instance's tokens.
+    let auth = (
+        "authorization",
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+        ),
+    );
+    let ct = (
+        "content-type",
+        "application/x-www-form-urlencoded".to_owned(),
+    );
+    let intro = |tok: &str| format!("token={tok}").into_bytes();
+    let r = s
+        .send(
+            "POST",
+            "/oauth2/introspect",
+            &[auth.clone(), ct.clone()],
+            Some(intro(&op.token)),
+        )
+        .await;
+    let v = r.json();
+    assert_eq!(v["active"], true);
+    assert_eq!(v["client_id"], id.as_str());
+    assert_eq!(v["token_type"], "Bearer");
+    let org_client = (
+        "authorization",
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{did}:{dsec}"))
+        ),
+    );
+    let r = s
+        .send(
+            "POST",
+            "/oauth2/introspect",
+            &[org_client, ct.clone()],
+            Some(intro(&op.token)),
+        )
+        .await;
+    assert_eq!(r.json(), json!({"active": false}));
+    let r = s
+        .send(
+            "POST",
+            "/oauth2/revoke",
+            &[auth.clone(), ct.clone()],
+            Some(intro(&op.token)),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let r = s
+        .send(
+            "POST",
+            "/oauth2/introspect",
+            &[auth.clone(), ct.clone()],
+            Some(intro(&op.token)),
+        )
+        .await;
+    assert_eq!(r.json(), json!({"active": false}));
+    let r = s
+        .send(
+            "POST",
+            "/oauth2/introspect",
+            &[auth, ct],
+            Some(intro("not.a.token")),
+        )
+        .await;
+    assert_eq!(r.json(), json!({"active": false}));
+
+    // JWKS and metadata.
+    let jwks = s.get("/.well-known/jwks.json").await.json();
+    let kid_hdr = decode(op.token.split('.').next().unwrap())["kid"].clone();
+    assert!(
+        jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["kid"] == kid_hdr && k["crv"] == "Ed25519")
+    );
+    assert!(
+        jwks.to_string().find("\"d\"").is_none(),
+        "no private member published"
+    );
+    let meta = s
+        .get("/.well-known/oauth-authorization-server")
+        .await
+        .json();
+    assert_eq!(
+        meta["token_endpoint"],
+        format!("{}/oauth2/token", meta["issuer"].as_str().unwrap())
+    );
+    assert_eq!(
+        meta["dpop_signing_alg_values_supported"],
+        json!(["EdDSA", "ES256"])
+    );
+    assert!(
+        meta["token_endpoint_auth_methods_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("private_key_jwt"))
+    );
+}
