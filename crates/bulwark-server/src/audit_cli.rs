@@ -182,17 +182,19 @@ fn threads() -> usize {
 /// `bulwark audit verify --url`: fetches the checkpoint, the level-0 hash tiles and the
 /// entry bundles from a running log and verifies them like a local journal (the tiles'
 /// hashes play the part of the recorded leaf hashes, so a rewritten body is pinned to its
-/// seq). Entry bundles are served to instance auditors only.
+/// seq). Entry bundles are served to instance auditors only: `bearer` is an access token
+/// with `audit:read` on the instance.
 pub async fn verify_url(
     base: &str,
     ca_pem: &str,
     vkey_override: Option<&str>,
     trusted_checkpoint: Option<&str>,
+    bearer: Option<zeroize::Zeroizing<String>>,
 ) -> anyhow::Result<Report> {
     use bulwark_ledger::journal::StoredEntry;
     use bulwark_ledger::tiles::{self, TILE_WIDTH};
 
-    let client = crate::client::Client::new(ca_pem)?;
+    let client = crate::client::Client::new(ca_pem)?.with_bearer(bearer);
     let base = base.trim_end_matches('/');
     let get = |path: String| {
         let client = &client;
@@ -200,8 +202,8 @@ pub async fn verify_url(
             let (status, body) = client.get(&format!("{base}{path}")).await?;
             match status {
                 200 => Ok(body),
-                403 => anyhow::bail!(
-                    "`{path}` is served to instance auditors only: run `bulwark audit verify --data-dir` on the server's host"
+                401 | 403 => anyhow::bail!(
+                    "`{path}` is served to instance auditors only: set BULWARK_ACCESS_TOKEN to a bearer access token with `audit:read` on the instance, or run `bulwark audit verify --data-dir` on the server's host"
                 ),
                 s => anyhow::bail!("`{path}`: HTTP {s}"),
             }

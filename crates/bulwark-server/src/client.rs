@@ -15,6 +15,7 @@ const MAX_BODY: usize = 16 << 20;
 /// An HTTPS client trusting exactly the CA certificates it was given.
 pub struct Client {
     tls: tokio_rustls::TlsConnector,
+    bearer: Option<zeroize::Zeroizing<String>>,
 }
 
 impl Client {
@@ -37,7 +38,16 @@ impl Client {
         cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Self {
             tls: tokio_rustls::TlsConnector::from(Arc::new(cfg)),
+            bearer: None,
         })
+    }
+
+    /// Sends `Authorization: Bearer <token>` with every request (a plain bearer token:
+    /// this client holds no DPoP key).
+    #[must_use]
+    pub fn with_bearer(mut self, token: Option<zeroize::Zeroizing<String>>) -> Self {
+        self.bearer = token;
+        self
     }
 
     /// `GET url`; returns the status and body.
@@ -61,9 +71,14 @@ impl Client {
             .context("HTTP handshake")?;
         tokio::spawn(conn);
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
-        let req = http::Request::get(path)
-            .header(http::header::HOST, host)
-            .body(Empty::<axum::body::Bytes>::new())?;
+        let mut req = http::Request::get(path).header(http::header::HOST, host);
+        if let Some(t) = &self.bearer {
+            req = req.header(
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", t.as_str()),
+            );
+        }
+        let req = req.body(Empty::<axum::body::Bytes>::new())?;
         let resp = sender.send_request(req).await.context("request failed")?;
         let status = resp.status().as_u16();
         let body = Limited::new(resp.into_body(), MAX_BODY)

@@ -212,11 +212,17 @@ fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
             let r = match url {
                 Some(url) => {
                     let ca_pem = read(&ca.unwrap_or_else(|| data.path.join("ca.pem")), "--ca")?;
+                    // From the environment, never argv (process lists are world-readable).
+                    let token = std::env::var("BULWARK_ACCESS_TOKEN")
+                        .ok()
+                        .filter(|t| !t.is_empty())
+                        .map(zeroize::Zeroizing::new);
                     block_on(audit_cli::verify_url(
                         &url,
                         &ca_pem,
                         vkey.as_deref(),
                         trusted.as_deref(),
+                        token,
                     ))??
                 }
                 None => {

@@ -132,8 +132,8 @@ async fn checkpoints_tiles_and_proofs_verify_across_a_restart() {
 
     // Without the test flag, entry bundles are for auditors only; hashes stay public.
     let r = s.get("/v1/audit/log/tile/entries/000.p/1").await;
-    assert_eq!(r.status, 403);
-    assert_eq!(r.code(), "permission_denied");
+    assert_eq!(r.status, 401);
+    assert_eq!(r.code(), "unauthorized");
     assert_eq!(s.get("/v1/audit/log/tile/0/000.p/1").await.status, 200);
     // Malformed or missing tiles and proofs are problems, not panics.
     assert_eq!(s.get("/v1/audit/log/tile/0/001").await.status, 404);
@@ -450,6 +450,23 @@ async fn audit_verify_over_https_needs_auditor_access_and_verifies() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("instance auditors only"));
+
+    // With an operator's bearer token (operators read the instance's audit), it verifies.
+    let (id, secret) = s.bootstrap("none");
+    let op = s.token(&id, &secret, "audit:read", None).await;
+    let out = Command::new(BIN)
+        .args(["audit", "verify", "--url", &url, "--ca"])
+        .arg(dir.join("ca.pem"))
+        .env("BULWARK_ACCESS_TOKEN", &op.token)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], true);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
