@@ -483,25 +483,38 @@ fn within_reach(client: &Client, claims: &AccessClaims, own_only: bool) -> bool 
     client.org.is_none() || client.org == claims.org
 }
 
+/// The shared start of introspection and revocation: the form and its client.
+async fn form_and_client(
+    state: &AppState,
+    parts: &Parts,
+    body: &[u8],
+    now: i64,
+) -> Result<(Form, Client), Response> {
+    let form = Form::parse(body).map_err(IntoResponse::into_response)?;
+    let client = authenticate_client(state, parts, &form, now)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    Ok((form, client))
+}
+
+/// Marks a response `Cache-Control: no-store` (RFC 6749 §5.1).
+fn no_store(mut r: Response) -> Response {
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
 async fn introspect(
     State(state): State<Arc<AppState>>,
     parts: Parts,
     body: Bytes,
 ) -> Result<Response, Response> {
     let now = now_secs();
-    let form = Form::parse(&body).map_err(IntoResponse::into_response)?;
-    let client = authenticate_client(&state, &parts, &form, now)
-        .await
-        .map_err(IntoResponse::into_response)?;
+    let (form, client) = form_and_client(&state, &parts, &body, now).await?;
     let token = form
         .get("token")
         .ok_or_else(|| OAuthError::new("invalid_request", "no_token").into_response())?;
-    let inactive = || {
-        let mut r = Json(json!({"active": false})).into_response();
-        r.headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        r
-    };
+    let inactive = || no_store(Json(json!({"active": false})).into_response());
     let Ok(claims) = state.auth.verify(token, now) else {
         return Ok(inactive());
     };
@@ -528,10 +541,7 @@ async fn introspect(
             .into(),
         );
     }
-    let mut r = Json(v).into_response();
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(r)
+    Ok(no_store(Json(v).into_response()))
 }
 
 async fn revoke(
@@ -540,10 +550,7 @@ async fn revoke(
     body: Bytes,
 ) -> Result<Response, Response> {
     let now = now_secs();
-    let form = Form::parse(&body).map_err(IntoResponse::into_response)?;
-    let client = authenticate_client(&state, &parts, &form, now)
-        .await
-        .map_err(IntoResponse::into_response)?;
+    let (form, client) = form_and_client(&state, &parts, &body, now).await?;
     let token = form
         .get("token")
         .ok_or_else(|| OAuthError::new("invalid_request", "no_token").into_response())?;
@@ -572,10 +579,7 @@ async fn revoke(
             .into_response());
         }
     }
-    let mut r = StatusCode::OK.into_response();
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(r)
+    Ok(no_store(StatusCode::OK.into_response()))
 }
 
 async fn jwks(State(state): State<Arc<AppState>>) -> Response {

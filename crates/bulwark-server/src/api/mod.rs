@@ -126,32 +126,46 @@ impl Ctx {
         org: Option<&Name>,
         event: &Event,
     ) -> Result<u64, ApiProblem> {
-        let draft = event
-            .draft(
-                &caller.subject.to_string(),
-                org.map(Name::as_str),
-                self.corr.as_ref().map(RequestId::as_str),
-            )
-            .map_err(|e| {
-                tracing::error!(error = %e, "event does not encode");
-                problem(ProblemCode::Internal, "internal error")
-            })?;
-        state
-            .ledger
-            .append(draft)
-            .await
-            .map(|a| a.seq)
-            .map_err(|e| {
-                tracing::error!(error = %e, "journal append failed");
-                ApiProblem(
-                    Problem::new(
-                        ProblemCode::AuditUnavailable,
-                        "the journal cannot append; nothing was changed",
-                    )
-                    .retry_after(1),
-                )
-            })
+        append_event(
+            state,
+            event,
+            &caller.subject.to_string(),
+            org,
+            self.corr.as_ref().map(RequestId::as_str),
+        )
+        .await
     }
+}
+
+/// Appends a directory event; its seq once durable, 503 `audit_unavailable` otherwise.
+pub(crate) async fn append_event(
+    state: &AppState,
+    event: &Event,
+    actor: &str,
+    org: Option<&Name>,
+    corr: Option<&str>,
+) -> Result<u64, ApiProblem> {
+    let draft = event
+        .draft(actor, org.map(Name::as_str), corr)
+        .map_err(|e| {
+            tracing::error!(error = %e, "event does not encode");
+            problem(ProblemCode::Internal, "internal error")
+        })?;
+    state
+        .ledger
+        .append(draft)
+        .await
+        .map(|a| a.seq)
+        .map_err(|e| {
+            tracing::error!(error = %e, "journal append failed");
+            ApiProblem(
+                Problem::new(
+                    ProblemCode::AuditUnavailable,
+                    "the journal cannot append; nothing was changed",
+                )
+                .retry_after(1),
+            )
+        })
 }
 
 fn problem(code: ProblemCode, detail: impl Into<String>) -> ApiProblem {

@@ -193,7 +193,7 @@ pub(crate) async fn create_principal(
         secret_hash: hash,
         jwk: c.jwk,
     };
-    let seq = append(state, &event, actor, org, corr).await?;
+    let seq = super::append_event(state, &event, actor, org, corr).await?;
     let mut out = json!({
         "id": id,
         "kind": c.kind,
@@ -206,33 +206,6 @@ pub(crate) async fn create_principal(
         o.insert("client_secret".into(), s.as_str().into());
     }
     Ok(no_store((StatusCode::CREATED, Json(out)).into_response()))
-}
-
-async fn append(
-    state: &AppState,
-    event: &Event,
-    actor: &str,
-    org: Option<&Name>,
-    corr: Option<&str>,
-) -> Result<u64, ApiProblem> {
-    let draft = event
-        .draft(actor, org.map(Name::as_str), corr)
-        .map_err(|_| problem(ProblemCode::Internal, "event does not encode"))?;
-    state
-        .ledger
-        .append(draft)
-        .await
-        .map(|a| a.seq)
-        .map_err(|e| {
-            tracing::error!(error = %e, "journal append failed");
-            ApiProblem(
-                bulwark_core::Problem::new(
-                    ProblemCode::AuditUnavailable,
-                    "the journal cannot append; nothing was changed",
-                )
-                .retry_after(1),
-            )
-        })
 }
 
 async fn create(
@@ -583,12 +556,12 @@ pub(crate) async fn bootstrap(
         secret_hash: Some(issued.hash.clone()),
         jwk: None,
     };
-    append(state, &create, actor, None, None).await?;
+    super::append_event(state, &create, actor, None, None).await?;
     let grant = Event::RelationGrant {
         scope: Scope::Instance.to_string(),
         relation: bulwark_authz::Relation::Operator.as_str().into(),
         subject: format!("service:{}", issued.client_id),
     };
-    let seq = append(state, &grant, actor, None, None).await?;
+    let seq = super::append_event(state, &grant, actor, None, None).await?;
     Ok((issued.client_id, issued.client_secret, seq))
 }
