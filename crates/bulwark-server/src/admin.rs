@@ -97,6 +97,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/v1/admin/journal/notes", post(note))
         .route("/v1/admin/journal/checkpoint", post(checkpoint))
         .route("/v1/admin/bootstrap", post(bootstrap))
+        .route("/v1/admin/keys/signing/rotate", post(rotate_signing))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone())
@@ -215,6 +216,16 @@ async fn bootstrap(
         http::HeaderValue::from_static("no-store"),
     );
     Ok(resp)
+}
+
+/// Rotates the token signing key (journaled); the old key stays published until every
+/// token it signed has expired.
+async fn rotate_signing(
+    State(s): State<Arc<AppState>>,
+    axum::Extension(peer): axum::Extension<PeerUid>,
+) -> Result<Json<serde_json::Value>, ApiProblem> {
+    let (old, new) = crate::token_keys::rotate(&s, &format!("admin:uid{}", peer.0)).await?;
+    Ok(Json(json!({"retired": old, "active": new})))
 }
 
 /// Signs a checkpoint of the journal now.

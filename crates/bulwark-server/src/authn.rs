@@ -45,9 +45,7 @@ pub const REPLAY_CAPACITY: usize = 1 << 20;
 pub struct Auth {
     /// Issuer and audience: the API's public URL.
     pub issuer: String,
-    minter: Minter,
-    verifier: AccessVerifier,
-    jwks: serde_json::Value,
+    keys: std::sync::RwLock<Arc<KeySet>>,
     /// DPoP server nonces.
     pub nonces: Nonces,
     /// Single-use ids of proofs and client assertions.
@@ -67,21 +65,15 @@ impl Auth {
     pub fn new(
         issuer: String,
         key: &SigningKey,
+        retired: &[RetiredKey],
         ttl: i64,
         require_token_nonce: bool,
     ) -> anyhow::Result<Self> {
-        let vk = key.verifying_key();
-        let verifier = AccessVerifier::new(&issuer, &issuer, [(key.kid(), vk.as_bytes())]);
-        let jwks = serde_json::json!({"keys": [{
-            "kty": "OKP", "crv": "Ed25519", "use": "sig", "alg": "EdDSA",
-            "kid": key.kid(), "x": bulwark_identity::jose::b64(vk.as_bytes()),
-        }]});
+        let keys = std::sync::RwLock::new(Arc::new(KeySet::new(&issuer, key, retired)?));
         let mut ck = zeroize::Zeroizing::new([0u8; 32]);
         bulwark_crypto::fill_random(ck.as_mut())?;
         Ok(Self {
-            minter: Minter::new(&key.pkcs8_der(), key.kid()),
-            verifier,
-            jwks,
+            keys,
             nonces: Nonces::new()?,
             replay: ReplayCache::new(2 * dpop::IAT_WINDOW_SECS, REPLAY_CAPACITY),
             ttl,
@@ -96,22 +88,117 @@ impl Auth {
 
     /// Verifies an access token's signature and claims (no binding, no revocation).
     pub fn verify(&self, token: &str, now: i64) -> Result<AccessClaims, Refusal> {
-        self.verifier.verify(token, now)
+        self.keyset().verifier.verify(token, now)
     }
 
-    /// The published key set.
-    pub fn jwks(&self) -> &serde_json::Value {
-        &self.jwks
+    /// The current keys: the active one, and retired ones still within their window.
+    pub fn keyset(&self) -> Arc<KeySet> {
+        self.keys
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
-    /// The minter.
-    pub fn minter(&self) -> &Minter {
-        &self.minter
+    /// Publishes a new key set (after a rotation, or when a retired key's window closed).
+    pub fn install(
+        &self,
+        active: &SigningKey,
+        retired: &[RetiredKey],
+    ) -> Result<(), bulwark_crypto::CryptoError> {
+        let set = Arc::new(KeySet::new(&self.issuer, active, retired)?);
+        *self
+            .keys
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = set;
+        Ok(())
     }
 
     /// The token endpoint's URL.
     pub fn token_endpoint(&self) -> String {
         format!("{}/oauth2/token", self.issuer)
+    }
+}
+
+/// A retired token key: its id, public key, and when it was retired (Unix ms).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetiredKey {
+    /// Key id.
+    pub kid: String,
+    /// Raw Ed25519 public key.
+    pub public: [u8; 32],
+    /// When a newer key replaced it.
+    pub retired_ms: u64,
+}
+
+/// How long a retired key stays published and accepted: the longest token lifetime plus
+/// the clock skew, so that every token it signed expires first.
+pub const RETIRED_KEY_WINDOW_MS: u64 = (bulwark_identity::token::MAX_LIFETIME_SECS as u64
+    + bulwark_identity::token::SKEW_SECS as u64)
+    * 1000;
+
+/// Which retired keys are still within their window at `now_ms`.
+pub fn live_retired(retired: &[RetiredKey], now_ms: u64) -> Vec<RetiredKey> {
+    retired
+        .iter()
+        .filter(|k| k.retired_ms.saturating_add(RETIRED_KEY_WINDOW_MS) > now_ms)
+        .cloned()
+        .collect()
+}
+
+/// The keys tokens are minted and verified with, and the JWKS that publishes them.
+pub struct KeySet {
+    active: SigningKey,
+    minter: Minter,
+    verifier: AccessVerifier,
+    jwks: serde_json::Value,
+    active_kid: String,
+}
+
+impl KeySet {
+    fn new(
+        issuer: &str,
+        active: &SigningKey,
+        retired: &[RetiredKey],
+    ) -> Result<Self, bulwark_crypto::CryptoError> {
+        let vk = active.verifying_key();
+        let jwk = |kid: &str, x: &[u8; 32]| {
+            serde_json::json!({
+                "kty": "OKP", "crv": "Ed25519", "use": "sig", "alg": "EdDSA",
+                "kid": kid, "x": bulwark_identity::jose::b64(x),
+            })
+        };
+        let mut published = vec![jwk(active.kid(), vk.as_bytes())];
+        published.extend(retired.iter().map(|k| jwk(&k.kid, &k.public)));
+        let verifying = std::iter::once((active.kid(), vk.as_bytes()))
+            .chain(retired.iter().map(|k| (k.kid.as_str(), &k.public)));
+        Ok(Self {
+            // A private copy: the set is rebuilt from it when retired keys age out.
+            active: SigningKey::from_pkcs8(&active.pkcs8_der())?,
+            minter: Minter::new(&active.pkcs8_der(), active.kid()),
+            verifier: AccessVerifier::new(issuer, issuer, verifying),
+            jwks: serde_json::json!({ "keys": published }),
+            active_kid: active.kid().to_owned(),
+        })
+    }
+
+    /// The active signing key.
+    pub fn active(&self) -> &SigningKey {
+        &self.active
+    }
+
+    /// The minter (active key).
+    pub fn minter(&self) -> &Minter {
+        &self.minter
+    }
+
+    /// The published JWKS.
+    pub fn jwks(&self) -> &serde_json::Value {
+        &self.jwks
+    }
+
+    /// The active key id.
+    pub fn active_kid(&self) -> &str {
+        &self.active_kid
     }
 }
 
@@ -262,10 +349,7 @@ pub fn authenticate(parts: &Parts, state: &AppState, now: i64) -> Result<Caller,
         return Err(AuthFailure::invalid("unsupported_scheme"));
     }
     let token = token.trim();
-    let claims = auth
-        .verifier
-        .verify(token, now)
-        .map_err(AuthFailure::from_refusal)?;
+    let claims = auth.verify(token, now).map_err(AuthFailure::from_refusal)?;
 
     // Binding.
     let proof = dpop_header(&parts.headers)?;
@@ -451,4 +535,22 @@ pub fn decide(
         caller.scopes(),
         caller.org.as_ref(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retired_keys_stay_for_the_longest_token_lifetime_plus_skew() {
+        let k = |ms| RetiredKey {
+            kid: "k".into(),
+            public: [0; 32],
+            retired_ms: ms,
+        };
+        let now = 10_000_000;
+        assert_eq!(RETIRED_KEY_WINDOW_MS, 930_000);
+        assert_eq!(live_retired(&[k(now - 929_999)], now).len(), 1);
+        assert!(live_retired(&[k(now - 930_000)], now).is_empty());
+    }
 }

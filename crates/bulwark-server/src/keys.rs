@@ -28,7 +28,8 @@ const CA_KEY: &str = "ca.key";
 const SERVER_CERT: &str = "server.pem";
 const SERVER_KEY: &str = "server.key";
 const KEK_FILE: &str = "kek.key";
-const SIGNING_KEY: &str = "signing.key";
+/// The token signing key file in the data directory.
+pub const SIGNING_KEY: &str = "signing.key";
 const LEDGER_KEY: &str = "ledger.key";
 /// The journal database in the data directory.
 pub const JOURNAL_DB: &str = "journal.db";

@@ -25,6 +25,7 @@ pub mod oauth;
 pub mod projections;
 pub mod readiness;
 pub mod routes;
+pub mod token_keys;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -94,7 +95,17 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         let host = cfg.server_names.first().map_or("localhost", String::as_str);
         format!("https://{host}:{}", listen.port())
     });
-    let auth = authn::Auth::new(issuer, &keys.signing, cfg.token_ttl_secs, cfg.dpop_nonce)?;
+    let retired = authn::live_retired(
+        &key_view.retired(token_keys::PURPOSE, keys.signing.kid()),
+        token_keys::now_ms(),
+    );
+    let auth = authn::Auth::new(
+        issuer,
+        &keys.signing,
+        &retired,
+        cfg.token_ttl_secs,
+        cfg.dpop_nonce,
+    )?;
 
     let state = Arc::new(AppState {
         readiness: readiness.clone(),
@@ -117,6 +128,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
 
     let hardening = bulwark_http::Hardening::new(cfg.limits.clone());
     spawn_housekeeping(hardening.clone(), metrics);
+    token_keys::spawn_pruner(state.clone());
     readiness::spawn_probes(
         readiness.clone(),
         cfg.data_dir.clone(),
@@ -204,18 +216,25 @@ async fn record_start(
     keys: &InstanceKeys,
     key_view: &projections::KeyView,
 ) -> anyhow::Result<()> {
+    let signing_public = bulwark_identity::jose::b64(keys.signing.verifying_key().as_bytes());
     let announced = [
-        ("ca", keys.ca_kid(), "ECDSA-P256"),
-        ("kek", keys.kek.kid(), "AES-256"),
-        ("signing", keys.signing.kid().to_owned(), "Ed25519"),
-        ("ledger", keys.ledger_kid().to_owned(), "Ed25519"),
+        ("ca", keys.ca_kid(), "ECDSA-P256", None),
+        ("kek", keys.kek.kid(), "AES-256", None),
+        (
+            "signing",
+            keys.signing.kid().to_owned(),
+            "Ed25519",
+            Some(signing_public),
+        ),
+        ("ledger", keys.ledger_kid().to_owned(), "Ed25519", None),
     ];
-    for (purpose, kid, alg) in announced {
+    for (purpose, kid, alg, public) in announced {
         if !key_view.knows(purpose, &kid) {
             let draft = projections::KeyCreated {
                 purpose: purpose.into(),
                 kid,
                 alg: alg.into(),
+                public,
             }
             .draft()?;
             ledger

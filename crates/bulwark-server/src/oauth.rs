@@ -418,7 +418,7 @@ async fn token(
     };
     let token_type = if jkt.is_some() { "DPoP" } else { "Bearer" };
     let binding = if jkt.is_some() { "dpop" } else { "none" };
-    let access_token = Zeroizing::new(state.auth.minter().mint(&claims).map_err(|e| {
+    let access_token = Zeroizing::new(state.auth.keyset().minter().mint(&claims).map_err(|e| {
         tracing::error!(error = %e, "minting failed");
         internal()
     })?);
@@ -583,7 +583,7 @@ async fn revoke(
 }
 
 async fn jwks(State(state): State<Arc<AppState>>) -> Response {
-    let mut r = Json(state.auth.jwks().clone()).into_response();
+    let mut r = Json(state.auth.keyset().jwks().clone()).into_response();
     r.headers_mut().insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("max-age=300"),

@@ -18,9 +18,39 @@ pub struct KeyCreated {
     pub kid: String,
     /// Its algorithm.
     pub alg: String,
+    /// The public key, base64url, for keys whose public half others verify with after it
+    /// is retired (token signing keys).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public: Option<String>,
 }
 
 impl EntryData for KeyCreated {}
+
+/// The `data` of a `key.retire` entry: the key stops signing; its public half stays
+/// published until everything it signed has expired.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRetired {
+    /// Its purpose.
+    pub purpose: String,
+    /// Its key id.
+    pub kid: String,
+    /// Its public key, base64url.
+    pub public: Option<String>,
+}
+
+impl EntryData for KeyRetired {}
+
+impl KeyRetired {
+    /// The journal entry.
+    pub fn draft(&self) -> Result<Draft, EntryError> {
+        Draft::new(
+            Kind::State,
+            "key.retire",
+            format!("instance/keys/{}", self.purpose),
+        )
+        .data(self)
+    }
+}
 
 impl KeyCreated {
     /// The journal entry announcing this key.
@@ -54,6 +84,12 @@ pub struct KeyRecord {
     pub created_seq: u64,
     /// `active` or `retired`.
     pub status: String,
+    /// Public key (base64url), when journaled.
+    #[serde(default)]
+    pub public: Option<String>,
+    /// When it was retired (Unix ms).
+    #[serde(default)]
+    pub retired_ms: Option<u64>,
 }
 
 /// Keys by purpose, newest last.
@@ -80,12 +116,54 @@ impl KeyView {
     }
 }
 
+impl KeyView {
+    /// Retired keys of `purpose` with a journaled public half, except `active_kid`.
+    pub fn retired(&self, purpose: &str, active_kid: &str) -> Vec<crate::authn::RetiredKey> {
+        use base64::Engine as _;
+        let Ok(m) = self.by_purpose.read() else {
+            return Vec::new();
+        };
+        m.get(purpose)
+            .map(|v| {
+                v.iter()
+                    .filter(|k| k.kid != active_kid && k.status == "retired")
+                    .filter_map(|k| {
+                        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                            .decode(k.public.as_deref()?)
+                            .ok()?;
+                        Some(crate::authn::RetiredKey {
+                            kid: k.kid.clone(),
+                            public: raw.try_into().ok()?,
+                            retired_ms: k.retired_ms?,
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
 impl Projection for KeyView {
     fn name(&self) -> &'static str {
         "instance_keys"
     }
 
     fn apply(&self, entry: &Entry) {
+        if entry.action == "key.retire" {
+            if let Ok(r) = serde_json::from_value::<KeyRetired>(entry.data.clone())
+                && let Ok(mut m) = self.by_purpose.write()
+                && let Some(k) = m
+                    .get_mut(&r.purpose)
+                    .and_then(|v| v.iter_mut().find(|k| k.kid == r.kid))
+            {
+                "retired".clone_into(&mut k.status);
+                k.retired_ms.get_or_insert(entry.ts);
+                if k.public.is_none() {
+                    k.public = r.public;
+                }
+            }
+            return;
+        }
         if entry.action != "key.create" {
             return;
         }
@@ -100,12 +178,15 @@ impl Projection for KeyView {
             let keys = m.entry(created.purpose).or_default();
             for k in keys.iter_mut() {
                 "retired".clone_into(&mut k.status);
+                k.retired_ms.get_or_insert(entry.ts);
             }
             keys.push(KeyRecord {
                 kid: created.kid,
                 alg: created.alg,
                 created_seq: entry.seq,
                 status: "active".into(),
+                public: created.public,
+                retired_ms: None,
             });
         }
     }
@@ -132,6 +213,7 @@ mod tests {
             purpose: purpose.into(),
             kid: kid.into(),
             alg: "Ed25519".into(),
+            public: None,
         }
         .draft()
         .unwrap()

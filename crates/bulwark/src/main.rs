@@ -145,6 +145,9 @@ enum AdminCommand {
         #[arg(long, default_value = "dpop", value_parser = ["dpop", "none"])]
         token_binding: String,
     },
+    /// Rotate the access-token signing key. The retired key stays in the JWKS (and keeps
+    /// verifying) until every token it signed has expired (15 min + 30 s).
+    RotateSigningKey(AdminArgs),
 }
 
 #[derive(clap::Args)]
@@ -173,6 +176,9 @@ fn main() -> ExitCode {
                     token_binding,
                 },
         } => admin_bootstrap(admin, &token_binding),
+        Command::Admin {
+            command: AdminCommand::RotateSigningKey(args),
+        } => admin_rotate(args),
         Command::Audit { command } => audit(command),
         Command::Selftest {
             command: SelftestCommand::PanicHook,
@@ -378,6 +384,23 @@ fn admin_bootstrap(args: AdminArgs, token_binding: &str) -> anyhow::Result<ExitC
             println!("token_binding   {}", s("token_binding"));
             println!("token_endpoint  {}", s("token_endpoint"));
             eprintln!("The secret is shown once: store it now.");
+            Ok(ExitCode::SUCCESS)
+        }
+        (status, body) => anyhow::bail!("admin socket answered {status}: {body}"),
+    }
+}
+
+fn admin_rotate(args: AdminArgs) -> anyhow::Result<ExitCode> {
+    let socket = args
+        .socket
+        .unwrap_or_else(|| admin::default_socket(&args.data.path));
+    match block_on(admin::post_json(
+        &socket,
+        "/v1/admin/keys/signing/rotate",
+        &serde_json::json!({}),
+    ))?? {
+        (200, body) => {
+            println!("{body}");
             Ok(ExitCode::SUCCESS)
         }
         (status, body) => anyhow::bail!("admin socket answered {status}: {body}"),
