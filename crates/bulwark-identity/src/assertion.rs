@@ -1,8 +1,14 @@
 //! `private_key_jwt` client authentication (RFC 7523 §2.2, OIDC Core §9): the client signs
 //! a short JWT with the private half of a public key it registered; we check the
 //! signature, `iss` = `sub` = `client_id`, an `aud` naming our token endpoint or issuer,
-//! `exp` no further than [`MAX_ASSERTION_LIFETIME_SECS`] ahead, and hand back `jti` for the
-//! single-use check.
+//! `exp` no further than [`MAX_ASSERTION_LIFETIME_SECS`] ahead, an `iat` (when present) no
+//! older than [`MAX_ASSERTION_AGE_SECS`], and hand back `jti` for the single-use check, which
+//! must remember it until `exp` (see [`REPLAY_WINDOW_SECS`]).
+//!
+//! The lifetime cap is one hour because widely used clients default to it (authlib signs
+//! assertions with `exp = now + 3600`; the interop test found our first, 5-minute cap
+//! refusing them). Single use makes the long `exp` harmless as long as the replay cache
+//! keeps each `jti` for the whole window.
 
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -14,7 +20,11 @@ use crate::token::{Audience, SKEW_SECS};
 /// The `client_assertion_type` of RFC 7523.
 pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// How far ahead an assertion's `exp` may be.
-pub const MAX_ASSERTION_LIFETIME_SECS: i64 = 300;
+pub const MAX_ASSERTION_LIFETIME_SECS: i64 = 3600;
+/// How old an assertion's `iat` may be.
+pub const MAX_ASSERTION_AGE_SECS: i64 = 300;
+/// How long a used assertion's `jti` must be remembered: it cannot be accepted later.
+pub const REPLAY_WINDOW_SECS: i64 = MAX_ASSERTION_LIFETIME_SECS + SKEW_SECS;
 
 /// A client's registered public key (Ed25519 or P-256), checked to be public and usable.
 #[derive(Clone)]
@@ -62,6 +72,8 @@ struct AssertionClaims {
     sub: String,
     aud: Audience,
     exp: i64,
+    #[serde(default)]
+    iat: Option<i64>,
     jti: String,
 }
 
@@ -117,6 +129,14 @@ pub fn verify(
     if claims.exp > now + MAX_ASSERTION_LIFETIME_SECS + SKEW_SECS {
         return Err(Refusal::LifetimeTooLong);
     }
+    if let Some(iat) = claims.iat {
+        if iat > now + SKEW_SECS {
+            return Err(Refusal::NotYetValid);
+        }
+        if iat < now - MAX_ASSERTION_AGE_SECS {
+            return Err(Refusal::Stale);
+        }
+    }
     if claims.jti.is_empty() || claims.jti.len() > 256 {
         return Err(Refusal::Malformed);
     }
@@ -154,10 +174,21 @@ mod tests {
                 Err(Refusal::BadAudience)
             );
             let mut c = good.clone();
-            c["exp"] = (now + 3600).into();
+            c["exp"] = (now + 7200).into();
             assert_eq!(
                 verify(&k.sign_jws(&h, &c), "svc_a", &ck, &[EP], now),
                 Err(Refusal::LifetimeTooLong)
+            );
+            let mut c = good.clone();
+            c["exp"] = (now + 3600).into();
+            assert!(
+                verify(&k.sign_jws(&h, &c), "svc_a", &ck, &[EP], now).is_ok(),
+                "authlib's default"
+            );
+            c["iat"] = (now - 600).into();
+            assert_eq!(
+                verify(&k.sign_jws(&h, &c), "svc_a", &ck, &[EP], now),
+                Err(Refusal::Stale)
             );
             let mut c = good.clone();
             c["exp"] = (now - 120).into();

@@ -48,8 +48,10 @@ pub struct Auth {
     keys: std::sync::RwLock<Arc<KeySet>>,
     /// DPoP server nonces.
     pub nonces: Nonces,
-    /// Single-use ids of proofs and client assertions.
+    /// Single-use ids of DPoP proofs (remembered for the ±30 s `iat` window).
     pub replay: ReplayCache,
+    /// Single-use ids of client assertions (remembered until they could expire).
+    pub assertion_replay: ReplayCache,
     /// Access token lifetime.
     pub ttl: i64,
     /// Whether the token endpoint demands a nonce.
@@ -76,6 +78,10 @@ impl Auth {
             keys,
             nonces: Nonces::new()?,
             replay: ReplayCache::new(2 * dpop::IAT_WINDOW_SECS, REPLAY_CAPACITY),
+            assertion_replay: ReplayCache::new(
+                bulwark_identity::assertion::REPLAY_WINDOW_SECS,
+                REPLAY_CAPACITY,
+            ),
             ttl,
             require_token_nonce,
             cursor_key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, ck.as_ref()),

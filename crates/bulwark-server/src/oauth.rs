@@ -217,7 +217,7 @@ async fn authenticate_client(
             .map_err(|r| OAuthError::client(r.reason(), false))?;
         state
             .auth
-            .replay
+            .assertion_replay
             .first_use(
                 &[b"assertion", claimed.as_bytes(), checked.jti.as_bytes()],
                 now,

@@ -49,6 +49,24 @@ impl Key {
         let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
         Self::Es(EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, doc.as_ref()).unwrap())
     }
+    /// A P-256 key and its PKCS#8 PEM (for clients in other languages).
+    pub fn es_with_pem() -> (Self, String) {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let body = STANDARD.encode(doc.as_ref());
+        let lines: Vec<&str> = body
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        let pem = format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            lines.join("\n")
+        );
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, doc.as_ref()).unwrap();
+        (Self::Es(key), pem)
+    }
+
     /// The server's token signing key, read from its data directory.
     pub fn server_signing(server: &Server) -> Self {
         let enc = std::fs::read_to_string(server.dir.join("signing.key")).unwrap();
