@@ -38,6 +38,12 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerAddr(pub SocketAddr);
 
+/// SHA-256 of the DER client certificate the TLS peer presented (and the listener's
+/// verifier accepted), inserted by the accept loop; absent without one. This is RFC 8705's
+/// `x5t#S256` before base64url.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientCertSha256(pub [u8; 32]);
+
 /// The matched route template, carried on the response for the metrics label.
 #[derive(Debug, Clone)]
 pub struct RouteLabel(pub MatchedPath);

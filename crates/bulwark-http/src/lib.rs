@@ -21,6 +21,6 @@ pub mod metrics;
 pub mod problem;
 pub mod telemetry;
 
-pub use layers::{Hardening, PeerAddr, RouteLabel, harden, route_label};
+pub use layers::{ClientCertSha256, Hardening, PeerAddr, RouteLabel, harden, route_label};
 pub use limits::Limits;
 pub use problem::{ApiProblem, refusal};

@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt as _;
 
-use crate::layers::PeerAddr;
+use crate::layers::{ClientCertSha256, PeerAddr};
 use crate::limits::Limits;
 use crate::metrics as m;
 
@@ -87,8 +87,25 @@ pub async fn serve_tls(
                         return;
                     }
                 };
+            // The verified client certificate, hashed once per connection.
+            let client_cert = tls_stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .map(|leaf| {
+                    let mut h = [0u8; 32];
+                    h.copy_from_slice(
+                        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, leaf.as_ref())
+                            .as_ref(),
+                    );
+                    ClientCertSha256(h)
+                });
             let svc = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
                 req.extensions_mut().insert(PeerAddr(peer));
+                if let Some(c) = client_cert {
+                    req.extensions_mut().insert(c);
+                }
                 app.clone().oneshot(req)
             });
             if let Err(e) = builder

@@ -104,7 +104,8 @@ fn bench(c: &mut Criterion) {
     let bearer = token_for(None);
     // The floor: one raw Ed25519 signature check over the same bytes.
     let (signed, sig) = bearer.rsplit_once('.').unwrap();
-    let sig = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, sig).unwrap();
+    let sig =
+        base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, sig).unwrap();
     c.bench_function("raw_ed25519_verify", |b| {
         b.iter(|| assert!(vk.verify(signed.as_bytes(), &sig)));
     });

@@ -132,6 +132,44 @@ pub fn issue_server_cert(
     })
 }
 
+/// Issues a TLS client certificate for `uri` (a SPIFFE id such as
+/// `spiffe://<trust-domain>/org/<org>/service/<id>`) signed by the CA: EKU clientAuth only.
+pub fn issue_client_cert(
+    ca_cert_pem: &str,
+    ca_key_pem: &str,
+    uri: &str,
+    validity: Duration,
+    now: OffsetDateTime,
+) -> Result<Issued, PkiError> {
+    if validity > MAX_LEAF_VALIDITY {
+        return Err(PkiError::ValidityTooLong {
+            requested: validity,
+            max: MAX_LEAF_VALIDITY,
+        });
+    }
+    let ca_key = KeyPair::from_pem(ca_key_pem).map_err(|_| PkiError::Malformed("CA key"))?;
+    let issuer = Issuer::from_ca_cert_pem(ca_cert_pem, &ca_key)
+        .map_err(|_| PkiError::Malformed("CA certificate"))?;
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.subject_alt_names = vec![SanType::URI(uri.try_into()?)];
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "Bulwark");
+    dn.push(DnType::CommonName, uri);
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.use_authority_key_identifier_extension = true;
+    params.not_before = now - BACKDATE;
+    params.not_after = now + validity;
+    let cert = params.signed_by(&key, &issuer)?;
+    Ok(Issued {
+        cert_pem: cert.pem(),
+        key_pem: Zeroizing::new(key.serialize_pem()),
+    })
+}
+
 /// What a stored certificate says, as far as reuse decisions need.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertSummary {
@@ -217,6 +255,29 @@ mod tests {
         // With less than a third of its life left it is due for re-issue.
         let later = now + Duration::from_secs(80_000);
         assert!(!s.reusable_for(&names(), Duration::from_secs(86400), later));
+    }
+
+    #[test]
+    fn client_certificates_carry_the_uri_and_client_auth_only() {
+        let now = OffsetDateTime::now_utc();
+        let ca = create_root_ca("test", now).unwrap();
+        let uri = "spiffe://bulwark.test/org/acme/service/svc_a";
+        let c = issue_client_cert(
+            &ca.cert_pem,
+            &ca.key_pem,
+            uri,
+            Duration::from_secs(3600),
+            now,
+        )
+        .unwrap();
+        let (_, pem) = x509_parser::pem::parse_x509_pem(c.cert_pem.as_bytes()).unwrap();
+        let x = pem.parse_x509().unwrap();
+        let eku = x.extended_key_usage().unwrap().unwrap().value;
+        assert!(eku.client_auth && !eku.server_auth);
+        assert!(!x.is_ca());
+        assert!(
+            issue_client_cert(&ca.cert_pem, &ca.key_pem, uri, MAX_LEAF_VALIDITY * 2, now).is_err()
+        );
     }
 
     #[test]

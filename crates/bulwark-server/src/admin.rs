@@ -196,11 +196,6 @@ async fn bootstrap(
             .map_err(|_| bad_request("expected {\"token_binding\": \"dpop\"|\"none\"}"))?
     };
     let binding = req.token_binding.unwrap_or_default();
-    if binding == bulwark_directory::Binding::Mtls {
-        return Err(bad_request(
-            "mTLS-bound tokens are not available on the API listener yet",
-        ));
-    }
     let (client_id, secret, seq) =
         crate::api::principals::bootstrap(&s, binding, &format!("admin:uid{}", peer.0)).await?;
     let mut resp = Json(json!({

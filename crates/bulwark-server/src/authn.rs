@@ -309,6 +309,14 @@ pub fn request_url(parts: &Parts) -> Option<String> {
     Some(format!("https://{host}{}", parts.uri.path()))
 }
 
+/// RFC 8705 `x5t#S256` of the connection's verified client certificate, if any.
+pub fn client_cert_thumbprint(parts: &Parts) -> Option<String> {
+    parts
+        .extensions
+        .get::<bulwark_http::ClientCertSha256>()
+        .map(|c| bulwark_identity::jose::b64(&c.0))
+}
+
 /// The single `DPoP` header, if exactly one is present.
 pub fn dpop_header(headers: &HeaderMap) -> Result<Option<&str>, AuthFailure> {
     let mut all = headers.get_all("dpop").iter();
@@ -394,13 +402,19 @@ pub fn authenticate(parts: &Parts, state: &AppState, now: i64) -> Result<Caller,
                 .map_err(AuthFailure::from_refusal)?;
         }
         None => {
-            if claims.cnf.as_ref().is_some_and(|c| c.x5t_s256.is_some()) {
-                // Certificate-bound tokens need a client certificate on this listener,
-                // which the API listener does not request yet.
-                return Err(AuthFailure::invalid("mtls_unavailable"));
-            }
             if dpop_scheme {
                 return Err(AuthFailure::invalid("token_not_dpop_bound"));
+            }
+            if let Some(bound) = claims.cnf.as_ref().and_then(|c| c.x5t_s256.as_deref()) {
+                // RFC 8705 §3: the connection's client certificate must be the one the
+                // token was issued to.
+                let presented = client_cert_thumbprint(parts)
+                    .ok_or_else(|| AuthFailure::invalid("mtls_cert_missing"))?;
+                let same: bool =
+                    subtle::ConstantTimeEq::ct_eq(presented.as_bytes(), bound.as_bytes()).into();
+                if !same {
+                    return Err(AuthFailure::invalid("mtls_cert_mismatch"));
+                }
             }
         }
     }

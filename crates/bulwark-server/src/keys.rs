@@ -218,7 +218,8 @@ impl InstanceKeys {
     }
 
     /// The rustls server configuration for the API listener (TLS 1.2 and 1.3, aws-lc-rs,
-    /// ALPN h2 and http/1.1).
+    /// ALPN h2 and http/1.1). Client certificates are optional and, when presented, must
+    /// chain to the instance CA: they bind mTLS tokens (RFC 8705), never authenticate alone.
     pub fn tls_config(&self) -> anyhow::Result<Arc<rustls::ServerConfig>> {
         let certs = CertificateDer::pem_slice_iter(self.server_cert_pem.as_bytes())
             .collect::<Result<Vec<_>, _>>()
@@ -226,10 +227,23 @@ impl InstanceKeys {
         let key = PrivateKeyDer::from_pem_slice(self.server_key_pem.as_bytes())
             .context("server key PEM")?;
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in CertificateDer::pem_slice_iter(self.ca_cert_pem.as_bytes()) {
+            roots
+                .add(ca.context("CA certificate PEM")?)
+                .context("CA certificate")?;
+        }
+        let client_verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .allow_unauthenticated()
+        .build()
+        .context("client certificate verifier")?;
         let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .context("TLS protocol versions")?
-            .with_no_client_auth()
+            .with_client_cert_verifier(client_verifier)
             .with_single_cert(certs, key)
             .context("server certificate and key do not form a valid pair")?;
         cfg.alpn_protocols = bulwark_http::listener::ALPN

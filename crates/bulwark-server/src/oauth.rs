@@ -31,7 +31,7 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use crate::AppState;
-use crate::authn::{DPOP_ALGS, count_failure, dpop_header, request_url};
+use crate::authn::{DPOP_ALGS, client_cert_thumbprint, count_failure, dpop_header, request_url};
 
 /// Every scope a token may carry.
 pub const SCOPES: [&str; 6] = [
@@ -363,10 +363,12 @@ async fn token(
     };
     // Binding.
     let proof = dpop_header(&parts.headers).map_err(IntoResponse::into_response)?;
+    let x5t = client_cert_thumbprint(&parts);
     let jkt = match (client.binding, proof) {
-        (Binding::Mtls, _) => {
-            return Err(OAuthError::new("invalid_client", "mtls_unavailable").into_response());
+        (Binding::Mtls, _) if x5t.is_none() => {
+            return Err(OAuthError::new("invalid_request", "mtls_cert_required").into_response());
         }
+        (Binding::Mtls, _) => None,
         (Binding::Dpop, None) => {
             return Err(OAuthError::new("invalid_dpop_proof", "dpop_proof_missing").into_response());
         }
@@ -411,13 +413,24 @@ async fn token(
         client_id: client.id.clone(),
         scope: scope.clone(),
         org: client.org.clone(),
-        cnf: jkt.as_ref().map(|j| Confirmation {
-            jkt: Some(j.clone()),
-            x5t_s256: None,
-        }),
+        cnf: match (&jkt, client.binding) {
+            (Some(j), _) => Some(Confirmation {
+                jkt: Some(j.clone()),
+                x5t_s256: None,
+            }),
+            (None, Binding::Mtls) => Some(Confirmation {
+                jkt: None,
+                x5t_s256: x5t.clone(),
+            }),
+            (None, _) => None,
+        },
     };
     let token_type = if jkt.is_some() { "DPoP" } else { "Bearer" };
-    let binding = if jkt.is_some() { "dpop" } else { "none" };
+    let binding = match (&jkt, client.binding) {
+        (Some(_), _) => "dpop",
+        (None, Binding::Mtls) => "mtls",
+        (None, _) => "none",
+    };
     let access_token = Zeroizing::new(state.auth.keyset().minter().mint(&claims).map_err(|e| {
         tracing::error!(error = %e, "minting failed");
         internal()
@@ -533,7 +546,7 @@ async fn introspect(
         o.insert("active".into(), true.into());
         o.insert(
             "token_type".into(),
-            if claims.cnf.is_some() {
+            if claims.cnf.as_ref().is_some_and(|c| c.jkt.is_some()) {
                 "DPoP"
             } else {
                 "Bearer"
@@ -607,6 +620,7 @@ async fn metadata(State(state): State<Arc<AppState>>) -> Json<serde_json::Value>
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
         "scopes_supported": SCOPES,
         "dpop_signing_alg_values_supported": DPOP_ALGS.split(' ').collect::<Vec<_>>(),
+        "tls_client_certificate_bound_access_tokens": true,
         "authorization_response_iss_parameter_supported": false,
     }))
 }

@@ -10,6 +10,7 @@ mod common;
 use base64::Engine as _;
 use common::Server;
 use common::oauth::{Key, b64, now};
+use rustls_pki_types::pem::PemObject as _;
 use serde_json::{Value, json};
 
 fn decode(seg: &str) -> Value {
@@ -680,4 +681,154 @@ async fn jwks_kids(s: &Server) -> Vec<String> {
         .collect();
     k.sort();
     k
+}
+
+/// A client certificate from the instance CA (what the PKI issue's service certificates
+/// will hand out), made here with the CA key from the data directory.
+fn client_cert(s: &Server, uri: &str) -> (String, String) {
+    let ca_key = std::fs::read_to_string(s.dir.join("ca.key")).unwrap();
+    let issued = bulwark_pki::issue_client_cert(
+        &s.ca_pem,
+        &ca_key,
+        uri,
+        std::time::Duration::from_secs(3600),
+        time::OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    (issued.cert_pem, issued.key_pem.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mtls_bound_tokens_work_only_with_the_same_client_certificate() {
+    use bytes::Bytes;
+    use http_body_util::Full;
+
+    let s = Server::start(&[]);
+    let (id, secret) = s.bootstrap("none");
+    let op = s.token(&id, &secret, "admin read", None).await;
+    assert_eq!(
+        op.post("/v1/orgs", json!({"name": "acme"})).await.status,
+        201
+    );
+    let r = op
+        .post(
+            "/v1/orgs/acme/principals",
+            json!({"kind": "service", "name": "m", "token_binding": "mtls"}),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let (mid, msec) = (
+        r.json()["client_id"].as_str().unwrap().to_owned(),
+        r.json()["client_secret"].as_str().unwrap().to_owned(),
+    );
+    let r = op
+        .post(
+            "/v1/orgs/acme/relations",
+            json!({"scope": "org/acme", "relation": "viewer", "subject": format!("service:{mid}")}),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let form = format!("grant_type=client_credentials&client_id={mid}&client_secret={msec}");
+    let token_req = || {
+        http::Request::post("/oauth2/token")
+            .header("host", s.authority())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Full::new(Bytes::from(form.clone())))
+            .unwrap()
+    };
+
+    // Without a client certificate: no token.
+    let r = s.request(token_req()).await;
+    assert_eq!(
+        (r.status, r.json()["error_description"].as_str().unwrap()),
+        (400, "mtls_cert_required")
+    );
+
+    // With one: a token bound to its SHA-256 (RFC 8705 cnf.x5t#S256).
+    let (cert, key) = client_cert(&s, &format!("spiffe://bulwark.test/org/acme/service/{mid}"));
+    let with_cert = s.tls_config_with_cert(&cert, &key);
+    let r = s.request_with(with_cert.clone(), token_req()).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["token_type"], "Bearer");
+    let token = r.json()["access_token"].as_str().unwrap().to_owned();
+    let claims = decode(token.split('.').nth(1).unwrap());
+    let der = rustls_pki_types::CertificateDer::from_pem_slice(cert.as_bytes()).unwrap();
+    assert_eq!(
+        claims["cnf"]["x5t#S256"],
+        b64(&common::oauth::sha256(der.as_ref())).as_str()
+    );
+
+    let call = || {
+        http::Request::get("/v1/orgs/acme")
+            .header("host", s.authority())
+            .header("authorization", format!("Bearer {token}"))
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    assert_eq!(
+        s.request_with(with_cert, call()).await.status,
+        200,
+        "same certificate"
+    );
+    let r = s.request(call()).await;
+    assert_eq!(r.status, 401, "no certificate");
+    assert!(
+        r.headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("mtls_cert_missing")
+    );
+    let (other, other_key) = client_cert(&s, "spiffe://bulwark.test/org/acme/service/other");
+    let r = s
+        .request_with(s.tls_config_with_cert(&other, &other_key), call())
+        .await;
+    assert_eq!(r.status, 401, "another certificate of the same CA");
+    assert!(
+        r.headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("mtls_cert_mismatch")
+    );
+    assert!(
+        s.metric(r#"auth_failures_total{reason="mtls_cert_mismatch"}"#)
+            .await
+            >= 1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_from_another_ca_is_refused_at_the_handshake() {
+    let s = Server::start(&[]);
+    let now = time::OffsetDateTime::now_utc();
+    let foreign = bulwark_pki::create_root_ca("foreign", now).unwrap();
+    let cert = bulwark_pki::issue_client_cert(
+        &foreign.cert_pem,
+        &foreign.key_pem,
+        "spiffe://evil/org/acme/service/x",
+        std::time::Duration::from_secs(3600),
+        now,
+    )
+    .unwrap();
+    let cfg = s.tls_config_with_cert(&cert.cert_pem, &cert.key_pem);
+    let tcp = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(cfg)
+        .connect(
+            rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await;
+    // TLS 1.3: the client learns of the refusal at its first read.
+    if let Ok(mut stream) = tls {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let _ = stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\n\r\n")
+            .await;
+        let mut buf = [0u8; 64];
+        let n = stream.read(&mut buf).await;
+        assert!(
+            matches!(n, Err(_) | Ok(0)),
+            "a foreign client certificate was served"
+        );
+    }
+    assert!(s.metric("tls_handshake_failures_total").await >= 1.0);
 }

@@ -152,6 +152,46 @@ impl Server {
         }
     }
 
+    /// A TLS config presenting a client certificate (PEM chain and key).
+    pub fn tls_config_with_cert(&self, cert_pem: &str, key_pem: &str) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+                .map(|c| c.unwrap())
+                .collect();
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(certs, key)
+            .unwrap();
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Arc::new(cfg)
+    }
+
+    /// One HTTP/1.1 request over a connection with the given TLS config.
+    pub async fn request_with(
+        &self,
+        cfg: Arc<rustls::ClientConfig>,
+        req: http::Request<Full<Bytes>>,
+    ) -> Response {
+        let tcp = TcpStream::connect(self.addr).await.unwrap();
+        let tls = TlsConnector::from(cfg)
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        collect(sender.send_request(req).await.unwrap()).await
+    }
+
     pub fn tls_config(&self, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();
         for c in CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
