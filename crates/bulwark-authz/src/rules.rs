@@ -10,8 +10,9 @@
 //! | `view(s)` | any relation on `s` or an ancestor |
 //! | `grant(s)` | as `administer(s)` |
 //!
-//! A disabled scope (org, app or env) denies every permission on itself and below, before
-//! any relation is looked at. Token scopes narrow: each permission needs its scope string
+//! A disabled scope (org, app or env) denies every permission on itself and below. The
+//! denial names the disabled scope only to a subject whose relations would otherwise allow
+//! (to anyone else it would reveal that the scope exists); others get `no relation`. Token scopes narrow: each permission needs its scope string
 //! in the token as well as a relation.
 
 use std::collections::{HashMap, HashSet};
@@ -307,11 +308,6 @@ impl Relations {
             }
         };
         let lineage = lineage.into_iter().flatten();
-        if !self.disabled.is_empty()
-            && let Some(d) = lineage.clone().find(|s| self.disabled.contains(*s))
-        {
-            return Decision::deny(Reason::Disabled { scope: d.clone() });
-        }
         let env_only = matches!(
             permission,
             Permission::Deploy | Permission::ReadSecretValue | Permission::Exec
@@ -323,12 +319,21 @@ impl Relations {
             return Decision::deny(Reason::NoRelation);
         };
         // Nearest scope first, so the reason names the most specific grant.
+        let whole = lineage.clone();
         for scope in lineage {
             let Some(&bits) = held.get(scope) else {
                 continue;
             };
             for relation in Relation::ALL {
                 if bits & relation.bit() != 0 && grants(permission, target, scope, relation) {
+                    // A disabled scope denies everything under it. It is named only to
+                    // a subject whose relations would otherwise allow: to anyone else
+                    // "disabled" would reveal that the scope exists.
+                    if !self.disabled.is_empty()
+                        && let Some(d) = whole.clone().find(|s| self.disabled.contains(*s))
+                    {
+                        return Decision::deny(Reason::Disabled { scope: d.clone() });
+                    }
                     return Decision {
                         allowed: true,
                         reason: Reason::Granted {

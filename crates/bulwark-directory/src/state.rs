@@ -12,6 +12,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::{Binding, Event, PrincipalKind};
 
+/// How long after a token's `exp` its revocation is kept: more than the 30 s of clock
+/// skew the token verifier tolerates on `exp`.
+pub const REVOCATION_GRACE_SECS: i64 = 120;
+
 /// A principal. Deliberately not `Debug`: it carries a credential hash.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Principal {
@@ -234,9 +238,11 @@ impl Directory {
                 self.relations.revoke(&tuple(&s, &relation, &subject)?);
             }
             Event::TokenRevoke { jti, exp, .. } => {
-                // Forget revocations of tokens that have expired anyway.
-                self.revoked.retain(|_, e| *e > now);
-                if exp > now {
+                // Forget revocations of tokens that no verifier would accept any more:
+                // past `exp` plus more than the verifiers' clock skew.
+                self.revoked
+                    .retain(|_, e| e.saturating_add(REVOCATION_GRACE_SECS) > now);
+                if exp.saturating_add(REVOCATION_GRACE_SECS) > now {
                     self.revoked.insert(jti, exp);
                 }
             }
@@ -432,6 +438,11 @@ mod tests {
                 sub: "service:svc_a".into(),
             },
             Event::TokenRevoke {
+                jti: "in-grace".into(),
+                exp: 1_000 - 30,
+                sub: "service:svc_a".into(),
+            },
+            Event::TokenRevoke {
                 jti: "live".into(),
                 exp: 5_000,
                 sub: "service:svc_a".into(),
@@ -456,7 +467,14 @@ mod tests {
                 .check(&p.subject(), Permission::ReadSecretValue, &env);
             assert!(!dec.allowed, "disabled app denies");
             assert!(d.is_revoked("live"));
-            assert!(!d.is_revoked("old"), "expired revocations are not kept");
+            assert!(
+                !d.is_revoked("old"),
+                "long-expired revocations are not kept"
+            );
+            assert!(
+                d.is_revoked("in-grace"),
+                "kept while a skewed verifier might accept it"
+            );
         }
         let w = DirectoryView::default();
         w.restore(&v.snapshot()).unwrap();

@@ -1,7 +1,7 @@
 //! `private_key_jwt` client authentication (RFC 7523 §2.2, OIDC Core §9): the client signs
 //! a short JWT with the private half of a public key it registered; we check the
 //! signature, `iss` = `sub` = `client_id`, an `aud` naming our token endpoint or issuer,
-//! `exp` no further than [`MAX_ASSERTION_LIFETIME_SECS`] ahead, an `iat` (when present) no
+//! `exp` no further than [`MAX_ASSERTION_LIFETIME_SECS`] ahead, a required `iat` no
 //! older than [`MAX_ASSERTION_AGE_SECS`], and hand back `jti` for the single-use check, which
 //! must remember it until `exp` (see [`REPLAY_WINDOW_SECS`]).
 //!
@@ -23,8 +23,9 @@ pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jw
 pub const MAX_ASSERTION_LIFETIME_SECS: i64 = 3600;
 /// How old an assertion's `iat` may be.
 pub const MAX_ASSERTION_AGE_SECS: i64 = 300;
-/// How long a used assertion's `jti` must be remembered: it cannot be accepted later.
-pub const REPLAY_WINDOW_SECS: i64 = MAX_ASSERTION_LIFETIME_SECS + SKEW_SECS;
+/// How long a used assertion's `jti` must be remembered: `exp` may lie up to the lifetime
+/// plus skew ahead and is accepted until skew after it.
+pub const REPLAY_WINDOW_SECS: i64 = MAX_ASSERTION_LIFETIME_SECS + 2 * SKEW_SECS + 1;
 
 /// A client's registered public key (Ed25519 or P-256), checked to be public and usable.
 #[derive(Clone)]
@@ -72,8 +73,7 @@ struct AssertionClaims {
     sub: String,
     aud: Audience,
     exp: i64,
-    #[serde(default)]
-    iat: Option<i64>,
+    iat: i64,
     jti: String,
 }
 
@@ -84,6 +84,9 @@ pub struct Assertion {
     pub jti: String,
     /// Expiry.
     pub exp: i64,
+    /// When the client made it (required: the server refuses assertions made before it
+    /// started, whose first use it may have forgotten).
+    pub iat: i64,
 }
 
 /// Verifies `assertion` from `client_id` against its registered `key`; `audiences` are the
@@ -129,13 +132,11 @@ pub fn verify(
     if claims.exp > now + MAX_ASSERTION_LIFETIME_SECS + SKEW_SECS {
         return Err(Refusal::LifetimeTooLong);
     }
-    if let Some(iat) = claims.iat {
-        if iat > now + SKEW_SECS {
-            return Err(Refusal::NotYetValid);
-        }
-        if iat < now - MAX_ASSERTION_AGE_SECS {
-            return Err(Refusal::Stale);
-        }
+    if claims.iat > now + SKEW_SECS {
+        return Err(Refusal::NotYetValid);
+    }
+    if claims.iat < now - MAX_ASSERTION_AGE_SECS {
+        return Err(Refusal::Stale);
     }
     if claims.jti.is_empty() || claims.jti.len() > 256 {
         return Err(Refusal::Malformed);
@@ -143,6 +144,7 @@ pub fn verify(
     Ok(Assertion {
         jti: claims.jti,
         exp: claims.exp,
+        iat: claims.iat,
     })
 }
 
@@ -159,8 +161,7 @@ mod tests {
         for k in [TestKey::ed(), TestKey::es()] {
             let ck = ClientKey::parse(&k.jwk()).unwrap();
             let h = serde_json::json!({"alg": k.alg(), "typ": "JWT"});
-            let good =
-                serde_json::json!({"iss":"svc_a","sub":"svc_a","aud":EP,"exp":now+60,"jti":"a1"});
+            let good = serde_json::json!({"iss":"svc_a","sub":"svc_a","aud":EP,"exp":now+60,"iat":now,"jti":"a1"});
             let a = verify(&k.sign_jws(&h, &good), "svc_a", &ck, &[EP], now).unwrap();
             assert_eq!(a.jti, "a1");
             assert_eq!(

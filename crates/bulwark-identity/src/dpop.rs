@@ -50,6 +50,8 @@ pub struct Verified {
     pub jkt: String,
     /// The proof's id (single use).
     pub jti: String,
+    /// When the client made it.
+    pub iat: i64,
 }
 
 /// Members that make a JWK private (RFC 7517/7518).
@@ -94,10 +96,11 @@ pub fn verify(proof: &str, expect: &Expect<'_>, now: i64) -> Result<Verified, Re
     if claims.htm != expect.method {
         return Err(Refusal::HtmMismatch);
     }
-    if normalize_htu(&claims.htu).as_deref() != normalize_htu(expect.url).as_deref() {
-        return Err(Refusal::HtuMismatch);
+    match (normalize_htu(&claims.htu), normalize_htu(expect.url)) {
+        (Some(a), Some(b)) if a == b => {}
+        _ => return Err(Refusal::HtuMismatch),
     }
-    if (claims.iat - now).abs() > IAT_WINDOW_SECS {
+    if claims.iat.abs_diff(now) > IAT_WINDOW_SECS.unsigned_abs() {
         return Err(Refusal::Stale);
     }
     if let Some(token) = expect.access_token {
@@ -123,6 +126,7 @@ pub fn verify(proof: &str, expect: &Expect<'_>, now: i64) -> Result<Verified, Re
     Ok(Verified {
         jkt,
         jti: claims.jti,
+        iat: claims.iat,
     })
 }
 
@@ -328,6 +332,19 @@ pub(crate) mod tests {
         assert_eq!(verify(&k.proof(&c), &e, now), Err(Refusal::Stale));
         c["iat"] = (now + 31).into();
         assert_eq!(verify(&k.proof(&c), &e, now), Err(Refusal::Stale));
+        c["iat"] = i64::MIN.into();
+        assert_eq!(
+            verify(&k.proof(&c), &e, now),
+            Err(Refusal::Stale),
+            "no overflow"
+        );
+        let mut c = ok.clone();
+        c["htu"] = "urn:x".into();
+        let odd = Expect {
+            url: "not a url",
+            ..expect(Some("tok"), None)
+        };
+        assert_eq!(verify(&k.proof(&c), &odd, now), Err(Refusal::HtuMismatch));
         let c = claims(now, None);
         assert_eq!(verify(&k.proof(&c), &e, now), Err(Refusal::AthMismatch));
         let c = claims(now, Some("other-token"));

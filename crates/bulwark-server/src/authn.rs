@@ -60,6 +60,9 @@ pub struct Auth {
     pub cursor_key: aws_lc_rs::hmac::Key,
     /// Bounds concurrent Argon2id verifications (19 MiB each) to twice the cores.
     pub argon_slots: tokio::sync::Semaphore,
+    /// When this process started (Unix seconds). The replay caches live in memory, so
+    /// proofs and assertions made before it are refused: their first use may be forgotten.
+    pub started_secs: i64,
 }
 
 impl Auth {
@@ -85,6 +88,7 @@ impl Auth {
             ttl,
             require_token_nonce,
             cursor_key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, ck.as_ref()),
+            started_secs: bulwark_identity::jose::now_secs(),
             argon_slots: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
             ),
@@ -394,6 +398,9 @@ pub fn authenticate(parts: &Parts, state: &AppState, now: i64) -> Result<Caller,
             if verified.jkt != jkt {
                 return Err(AuthFailure::from_refusal(Refusal::KeyMismatch));
             }
+            if verified.iat < auth.started_secs {
+                return Err(AuthFailure::from_refusal(Refusal::Stale));
+            }
             auth.replay
                 .first_use(
                     &[b"dpop", verified.jkt.as_bytes(), verified.jti.as_bytes()],
@@ -509,7 +516,14 @@ pub async fn authorize(
     )
     .actor(caller.subject.to_string())
     .outcome(Outcome::Denied);
-    if let Some(o) = scope.org().or(caller.org.as_ref()) {
+    // A probe outside the token's org is the prober's record, not the target's: it goes
+    // to the caller's org (so one org cannot write into another's audit trail).
+    let entry_org = if matches!(decision.reason, Reason::OutsideTokenOrg) {
+        caller.org.as_ref()
+    } else {
+        scope.org().or(caller.org.as_ref())
+    };
+    if let Some(o) = entry_org {
         draft = draft.org(o.as_str());
     }
     if let Some(c) = action.corr_id {

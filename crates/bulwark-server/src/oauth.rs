@@ -60,7 +60,8 @@ pub fn router(state: Arc<AppState>) -> Router {
 pub struct OAuthError {
     status: StatusCode,
     error: &'static str,
-    /// The metric label and `error_description`.
+    /// The metric label, and the `error_description` except for `invalid_client`, whose
+    /// description is always the same so that it cannot tell which client ids exist.
     reason: &'static str,
     nonce: Option<String>,
     basic_challenge: bool,
@@ -96,9 +97,14 @@ impl IntoResponse for OAuthError {
             reason = self.reason,
             "token request refused"
         );
+        let description = if self.error == "invalid_client" {
+            "client authentication failed"
+        } else {
+            self.reason
+        };
         let mut resp = (
             self.status,
-            Json(json!({"error": self.error, "error_description": self.reason})),
+            Json(json!({"error": self.error, "error_description": description})),
         )
             .into_response();
         let h = resp.headers_mut();
@@ -119,10 +125,17 @@ impl IntoResponse for OAuthError {
 /// A form body; a parameter given twice is refused (RFC 6749 §3.1).
 struct Form(Vec<(String, Zeroizing<String>)>);
 
+/// The most parameters a token, introspection or revocation request may carry (ours use
+/// at most seven). Parsing stops at the first one over: the cost stays linear and small.
+const MAX_FORM_PARAMS: usize = 32;
+
 impl Form {
     fn parse(body: &[u8]) -> Result<Self, OAuthError> {
         let mut out: Vec<(String, Zeroizing<String>)> = Vec::new();
         for (k, v) in form_urlencoded::parse(body) {
+            if out.len() == MAX_FORM_PARAMS {
+                return Err(OAuthError::new("invalid_request", "too_many_parameters"));
+            }
             if out.iter().any(|(seen, _)| *seen == k) {
                 return Err(OAuthError::new("invalid_request", "repeated_parameter"));
             }
@@ -213,8 +226,19 @@ async fn authenticate_client(
             assertion::ClientKey::parse(&jwk).map_err(|r| OAuthError::client(r.reason(), false))?;
         let issuer = state.auth.issuer.clone();
         let endpoint = state.auth.token_endpoint();
-        let checked = assertion::verify(a, &claimed, &key, &[&endpoint, &issuer], now)
+        let introspection = format!("{issuer}/oauth2/introspect");
+        let revocation = format!("{issuer}/oauth2/revoke");
+        let audiences = [
+            endpoint.as_str(),
+            issuer.as_str(),
+            introspection.as_str(),
+            revocation.as_str(),
+        ];
+        let checked = assertion::verify(a, &claimed, &key, &audiences, now)
             .map_err(|r| OAuthError::client(r.reason(), false))?;
+        if checked.iat < state.auth.started_secs {
+            return Err(OAuthError::client("assertion_before_start", false));
+        }
         state
             .auth
             .assertion_replay
@@ -374,7 +398,9 @@ async fn token(
         }
         (_, None) => None,
         (_, Some(p)) => {
-            let url = request_url(&parts).unwrap_or_default();
+            let url = request_url(&parts).ok_or_else(|| {
+                OAuthError::new("invalid_dpop_proof", "dpop_htu_mismatch").into_response()
+            })?;
             let expect = dpop::Expect {
                 method: "POST",
                 url: &url,
@@ -390,6 +416,9 @@ async fn token(
                 }
                 e.into_response()
             })?;
+            if v.iat < state.auth.started_secs {
+                return Err(OAuthError::new("invalid_dpop_proof", "dpop_stale").into_response());
+            }
             state
                 .auth
                 .replay
@@ -484,16 +513,30 @@ fn internal() -> Response {
     ApiProblem(Problem::new(ProblemCode::Internal, "see the server log")).into_response()
 }
 
-/// Whether `client` may see or revoke a token of `claims`: its own tokens; an org's
-/// tokens for clients of that org (introspection only); any for instance principals.
-fn within_reach(client: &Client, claims: &AccessClaims, own_only: bool) -> bool {
+/// Whether `client` may see or revoke a token of `claims`: its own tokens; for
+/// introspection, tokens of its own org; anything for an instance principal that
+/// administers the instance (operators).
+fn within_reach(state: &AppState, client: &Client, claims: &AccessClaims, own_only: bool) -> bool {
     if claims.client_id == client.id {
         return true;
     }
+    let instance_admin = client.org.is_none() && {
+        let subject = bulwark_authz::Subject::Service(client.id.as_str().into());
+        state
+            .directory
+            .read()
+            .relations()
+            .check(
+                &subject,
+                bulwark_authz::Permission::Administer,
+                &Scope::Instance,
+            )
+            .allowed
+    };
     if own_only {
-        return client.org.is_none();
+        return instance_admin;
     }
-    client.org.is_none() || client.org == claims.org
+    instance_admin || (client.org.is_some() && client.org == claims.org)
 }
 
 /// The shared start of introspection and revocation: the form and its client.
@@ -533,12 +576,18 @@ async fn introspect(
     };
     let live = {
         let dir = state.directory.read();
-        !dir.is_revoked(&claims.jti)
+        let org_disabled = claims
+            .org
+            .as_deref()
+            .and_then(|o| Name::parse(o).ok())
+            .is_some_and(|o| dir.disabled_at(&Scope::Org(o)).is_some());
+        !org_disabled
+            && !dir.is_revoked(&claims.jti)
             && dir
                 .principal(&claims.client_id)
                 .is_some_and(|p| claims.iat >= p.not_before)
     };
-    if !live || !within_reach(&client, &claims, false) {
+    if !live || !within_reach(&state, &client, &claims, false) {
         return Ok(inactive());
     }
     let mut v = serde_json::to_value(&claims).map_err(|_| internal())?;
@@ -569,7 +618,7 @@ async fn revoke(
         .ok_or_else(|| OAuthError::new("invalid_request", "no_token").into_response())?;
     // RFC 7009 §2.2: an invalid or foreign token is answered 200 all the same.
     if let Ok(claims) = state.auth.verify(token, now)
-        && within_reach(&client, &claims, true)
+        && within_reach(&state, &client, &claims, true)
     {
         let event = Event::TokenRevoke {
             jti: claims.jti.clone(),

@@ -107,6 +107,9 @@ pub fn spawn_pruner(state: Arc<AppState>) {
         let mut tick = tokio::time::interval(Duration::from_secs(30));
         loop {
             tick.tick().await;
+            // Under the sequencer: a rotation in flight must not be undone by a rebuild
+            // from the set it is replacing.
+            let _seq = state.sequencer.lock().await;
             let set = state.auth.keyset();
             let published = set.jwks()["keys"].as_array().map_or(0, Vec::len);
             let live = live_retired(&state.key_view.retired(PURPOSE, set.active_kid()), now_ms());

@@ -163,6 +163,20 @@ async fn every_token_and_proof_attack_is_refused_with_its_reason() {
         "dpop_stale",
     )
     .await;
+    // Within ±30 s, but made before this server process started: its replay cache (in
+    // memory) cannot know whether the proof was used before a restart, so it is refused.
+    let started = s.started_at_secs();
+    let before_start = key.proof("GET", &url, Some(tok), None, json!({"iat": started - 2}));
+    if now() - (started - 2) <= 30 {
+        let r = s.send("GET", "/v1/orgs", &with(before_start), None).await;
+        assert_eq!(r.status, 401);
+        assert!(
+            r.headers["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .contains("dpop_stale")
+        );
+    }
     refused(
         &s,
         &with(Key::ed().proof("GET", &url, Some(tok), None, json!({}))),
@@ -461,7 +475,7 @@ async fn the_token_endpoint_authenticates_clients_and_binds_tokens() {
     let assertion = |aud: &str| {
         ckey.sign(
             &json!({"alg": "ES256", "typ": "JWT"}),
-            &json!({"iss": kid, "sub": kid, "aud": aud, "exp": now() + 60, "jti": b64(&now().to_be_bytes()) + aud}),
+            &json!({"iss": kid, "sub": kid, "aud": aud, "exp": now() + 60, "iat": now(), "jti": b64(&now().to_be_bytes()) + aud}),
         )
     };
     let a = assertion(&url);
@@ -481,15 +495,37 @@ async fn the_token_endpoint_authenticates_clients_and_binds_tokens() {
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let r = s.token_request(&borrowed, &[]).await;
     assert_eq!(
-        (r.status, r.json()["error_description"].as_str().unwrap()),
-        (401, "replayed")
+        (r.status, r.json()["error"].as_str().unwrap()),
+        (401, "invalid_client")
     );
+    assert_eq!(
+        r.json()["error_description"],
+        "client authentication failed",
+        "one description for every client failure: no hint which client ids exist"
+    );
+    assert!(s.metric(r#"auth_failures_total{reason="replayed"}"#).await >= 1.0);
     let form = pkj(&assertion("https://elsewhere.example/token"));
     let borrowed: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let r = s.token_request(&borrowed, &[]).await;
+    assert_eq!(r.status, 401);
+    assert!(
+        s.metric(r#"auth_failures_total{reason="bad_audience"}"#)
+            .await
+            >= 1.0
+    );
+    // A form with very many parameters is refused early (parsing stays linear).
+    let many: String = (0..5000).map(|i| format!("p{i}=x&")).collect();
+    let r = s
+        .send(
+            "POST",
+            "/oauth2/token",
+            &[("content-type", "application/x-www-form-urlencoded".into())],
+            Some(many.into_bytes()),
+        )
+        .await;
     assert_eq!(
         (r.status, r.json()["error_description"].as_str().unwrap()),
-        (401, "bad_audience")
+        (400, "too_many_parameters")
     );
 
     // Introspection: active for a live token, inactive once revoked; clients of an org see

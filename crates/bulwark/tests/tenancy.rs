@@ -178,20 +178,14 @@ async fn cross_tenant_matrix_every_org_route_answers_403_and_nothing_else() {
             ),
         }
     }
-    // The denials were journaled with their reason, in the victim org's log.
-    let r = w.op.get("/v1/orgs/victim/audit/entries?limit=200").await;
-    assert_eq!(r.status, 200);
-    let denied: Vec<Value> = r.json()["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["outcome"] == "denied")
-        .cloned()
-        .collect();
-    assert!(!denied.is_empty());
-    assert!(denied.iter().all(|e| e["kind"] == "access"
+    // The denials were journaled with their reason in the prober's own org log; the
+    // victim's log holds none of them (one org cannot write into another's audit trail).
+    let probes = denied_entries(&w.op, "attacker").await;
+    assert!(probes.len() >= org_routes.len());
+    assert!(probes.iter().all(|e| e["kind"] == "access"
         && e["data"]["reason"] == "the token is confined to another org"
         && e["corr_id"].is_string()));
+    assert!(denied_entries(&w.op, "victim").await.is_empty());
     // 403 before 404: the operator gets 404 for the org that does not exist.
     assert_eq!(w.op.get("/v1/orgs/no-such-org").await.status, 404);
 }
@@ -276,6 +270,22 @@ async fn relations_decide_with_reasons_and_disabling_denies_at_once() {
         .await;
     assert_eq!(r.status, 404, "{}", String::from_utf8_lossy(&r.body));
 
+    // A principal of the org without any relation.
+    let r =
+        w.op.post(
+            "/v1/orgs/victim/principals",
+            json!({"kind": "service", "name": "bob", "token_binding": "none"}),
+        )
+        .await;
+    let bob = s
+        .token(
+            r.json()["client_id"].as_str().unwrap(),
+            r.json()["client_secret"].as_str().unwrap(),
+            "read",
+            None,
+        )
+        .await;
+
     // Disabling the env denies everything under it at once; enabling restores.
     assert_eq!(
         w.op.post("/v1/orgs/victim/apps/web/envs/prod/disable", json!({}))
@@ -283,6 +293,11 @@ async fn relations_decide_with_reasons_and_disabling_denies_at_once() {
             .status,
         200
     );
+    // To a subject without rights there, the env's being disabled is not revealed.
+    let r = bob.get(&check("view")).await.json();
+    assert_eq!(r["reason"], "no relation grants it");
+    let r = bob.get("/v1/orgs/victim/apps/web/envs/prod").await;
+    assert_eq!((r.status, r.code().as_str()), (403, "permission_denied"));
     let r = alice.get("/v1/orgs/victim/apps/web/envs/prod").await;
     assert_eq!((r.status, r.code().as_str()), (403, "scope_disabled"));
     let r = alice.get(&check("read_secret_value")).await.json();
@@ -564,4 +579,19 @@ async fn bootstrap_once_and_principal_lifecycle() {
             .status,
         404
     );
+}
+
+/// The `denied` entries of an org's audit log.
+async fn denied_entries(op: &Session<'_>, org: &str) -> Vec<Value> {
+    let r = op
+        .get(&format!("/v1/orgs/{org}/audit/entries?limit=200"))
+        .await;
+    assert_eq!(r.status, 200);
+    r.json()["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["outcome"] == "denied")
+        .cloned()
+        .collect()
 }

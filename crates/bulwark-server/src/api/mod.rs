@@ -118,14 +118,19 @@ impl Ctx {
             .map(|_| ())
     }
 
-    /// Appends `event` by `caller`; answers with its seq once durable.
+    /// Appends `event` by `caller`; answers with its seq once durable. Called under the
+    /// sequencer: `granted` (the permission and scope the handler authorized) is decided
+    /// again here, so a relation revoked or a principal deleted while the request waited
+    /// cannot slip a change in after its revocation.
     async fn commit(
         &self,
         state: &AppState,
         caller: &Caller,
+        granted: (Permission, &Scope),
         org: Option<&Name>,
         event: &Event,
     ) -> Result<u64, ApiProblem> {
+        still_allowed(state, caller, granted.0, granted.1)?;
         append_event(
             state,
             event,
@@ -134,6 +139,33 @@ impl Ctx {
             self.corr.as_ref().map(RequestId::as_str),
         )
         .await
+    }
+}
+
+/// Re-decides, under the sequencer, what was authorized before it: the caller's token is
+/// still good (not revoked, principal not deleted or revoked since) and the decision still
+/// allows.
+fn still_allowed(
+    state: &AppState,
+    caller: &Caller,
+    permission: Permission,
+    scope: &Scope,
+) -> Result<(), ApiProblem> {
+    let standing = {
+        let dir = state.directory.read();
+        !dir.is_revoked(&caller.claims.jti)
+            && dir
+                .principal(&caller.principal)
+                .is_some_and(|p| caller.claims.iat >= p.not_before)
+    };
+    let decision = crate::authn::decide(state, caller, permission, scope);
+    if standing && decision.allowed {
+        Ok(())
+    } else {
+        Err(problem(
+            ProblemCode::PermissionDenied,
+            "the caller's rights changed while the request waited; nothing was changed",
+        ))
     }
 }
 

@@ -138,13 +138,15 @@ async fn issue_credential() -> Result<client_secret::Issued, ApiProblem> {
         .ok_or_else(|| problem(ProblemCode::Internal, "credential issuance failed"))
 }
 
-/// Creates a principal: service principals get a client id and a secret shown once.
-pub(crate) async fn create_principal(
+/// Creates a principal in `org` for `caller` (authorized for `administer` there): service
+/// principals get a client id and a secret shown once. The credential is hashed first
+/// (slow); the scope and the caller's rights are checked again under the sequencer.
+async fn create_principal(
     state: &AppState,
+    ctx: &Ctx,
+    caller: &Caller,
     org: Option<&Name>,
     c: Create,
-    actor: &str,
-    corr: Option<&str>,
 ) -> Result<Response, ApiProblem> {
     if c.name.is_empty() || c.name.chars().count() > 128 || c.name.chars().any(char::is_control) {
         return Err(problem(
@@ -193,7 +195,14 @@ pub(crate) async fn create_principal(
         secret_hash: hash,
         jwk: c.jwk,
     };
-    let seq = super::append_event(state, &event, actor, org, corr).await?;
+    let scope = scope_of(org);
+    let _seq = state.sequencer.lock().await;
+    if !state.directory.read().exists(&scope) {
+        return Err(not_found(&scope));
+    }
+    let seq = ctx
+        .commit(state, caller, (Permission::Administer, &scope), org, &event)
+        .await?;
     let mut out = json!({
         "id": id,
         "kind": c.kind,
@@ -222,15 +231,7 @@ async fn create(
     if !s.directory.read().exists(&scope) {
         return Err(not_found(&scope));
     }
-    let actor = caller.subject.to_string();
-    create_principal(
-        s,
-        org.as_ref(),
-        c,
-        &actor,
-        ctx.corr.as_ref().map(|c| c.as_str()),
-    )
-    .await
+    create_principal(s, ctx, caller, org.as_ref(), c).await
 }
 
 async fn list(
@@ -297,6 +298,7 @@ async fn delete(
         .commit(
             s,
             caller,
+            (Permission::Administer, &scope_of(org.as_ref())),
             org.as_ref(),
             &Event::PrincipalDelete { id: p.id },
         )
@@ -327,6 +329,7 @@ async fn rotate(
         .commit(
             s,
             caller,
+            (Permission::Administer, &scope_of(org.as_ref())),
             org.as_ref(),
             &Event::PrincipalRotateSecret {
                 id: p.id.clone(),
@@ -359,6 +362,7 @@ async fn revoke_tokens(
         .commit(
             s,
             caller,
+            (Permission::Administer, &scope_of(org.as_ref())),
             org.as_ref(),
             &Event::PrincipalRevokeTokens {
                 id: p.id,
@@ -392,6 +396,7 @@ async fn set_binding(
         .commit(
             s,
             caller,
+            (Permission::Administer, &scope_of(org.as_ref())),
             org.as_ref(),
             &Event::PrincipalSetBinding {
                 id: p.id,

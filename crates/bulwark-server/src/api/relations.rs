@@ -151,7 +151,15 @@ async fn change(
             subject,
         }
     };
-    let seq = ctx.commit(s, caller, org.as_ref(), &event).await?;
+    let seq = ctx
+        .commit(
+            s,
+            caller,
+            (Permission::Grant, &target),
+            org.as_ref(),
+            &event,
+        )
+        .await?;
     let status = if grant {
         StatusCode::CREATED
     } else {

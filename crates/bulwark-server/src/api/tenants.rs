@@ -129,7 +129,15 @@ async fn create(
             ));
         }
     };
-    let seq = ctx.commit(state, caller, scope.org(), &event).await?;
+    let seq = ctx
+        .commit(
+            state,
+            caller,
+            (Permission::Administer, &parent),
+            scope.org(),
+            &event,
+        )
+        .await?;
     Ok(created(&scope, seq))
 }
 
@@ -154,7 +162,15 @@ async fn set_disabled(
     } else {
         Event::ScopeEnable { scope: s }
     };
-    let seq = ctx.commit(state, caller, scope.org(), &event).await?;
+    let seq = ctx
+        .commit(
+            state,
+            caller,
+            (Permission::Administer, &parent),
+            scope.org(),
+            &event,
+        )
+        .await?;
     Ok(Json(json!({"scope": scope.to_string(), "disabled": disabled, "seq": seq})).into_response())
 }
 

@@ -157,6 +157,15 @@ impl Key {
 }
 
 impl Server {
+    /// When the server process was started (Unix seconds, from its start-up log line).
+    pub fn started_at_secs(&self) -> i64 {
+        let logs = self.logs_with("listening");
+        let ts = logs[0]["ts"].as_str().unwrap().to_owned();
+        let t = time::OffsetDateTime::parse(&ts, &time::format_description::well_known::Rfc3339)
+            .unwrap();
+        t.unix_timestamp()
+    }
+
     /// The host:port clients address (and put into `htu`).
     pub fn authority(&self) -> String {
         format!("localhost:{}", self.addr.port())
