@@ -5,6 +5,7 @@
 //! | `administer(s)` | `admin` on `s` or an ancestor; `operator` on the instance |
 //! | `deploy(env)` | `deployer` on the env or its app; `admin` on the app, org or instance; `operator` |
 //! | `read_secret_value(env)` | `secret_reader` on the env; `bound_node` on the env — **nothing else** |
+//! | `write_secret(env)` | `deployer` on the env or its app; `admin` on the env or above; `operator` |
 //! | `exec(env)` | `exec` on the env — explicit only |
 //! | `read_audit(s)` | `auditor` on `s` or an ancestor; `operator` |
 //! | `view(s)` | any relation on `s` or an ancestor |
@@ -34,6 +35,8 @@ pub enum Permission {
     Deploy,
     /// Read secret values in an env.
     ReadSecretValue,
+    /// Write (new versions), delete and destroy secrets in an env, without reading them.
+    WriteSecret,
     /// Exec into an env's instances.
     Exec,
     /// Read journal entries of a scope.
@@ -49,6 +52,7 @@ impl Permission {
             Self::Administer | Self::Grant => "admin",
             Self::Deploy => "deploy",
             Self::ReadSecretValue => "secrets:read",
+            Self::WriteSecret => "secrets:write",
             Self::Exec => "exec",
             Self::ReadAudit => "audit:read",
             Self::View => "read",
@@ -62,6 +66,7 @@ impl Permission {
             Self::Grant => "grant",
             Self::Deploy => "deploy",
             Self::ReadSecretValue => "read_secret_value",
+            Self::WriteSecret => "write_secret",
             Self::Exec => "exec",
             Self::ReadAudit => "read_audit",
             Self::View => "view",
@@ -156,6 +161,14 @@ fn grants(permission: Permission, target: &Scope, holder: &Scope, relation: Rela
             _ => false,
         },
         Permission::ReadSecretValue => same && matches!(relation, R::SecretReader | R::BoundNode),
+        // Writing is a deployment act: deployers of the env or app, admins of the env or
+        // above, operators. None of these may read what they write.
+        Permission::WriteSecret => match relation {
+            R::Deployer => same || matches!(holder, Scope::App(..)),
+            R::Admin => true,
+            R::Operator => at_instance,
+            _ => false,
+        },
         Permission::Exec => same && relation == R::Exec,
         Permission::ReadAudit => relation == R::Auditor || (relation == R::Operator && at_instance),
         Permission::View => true,
@@ -310,7 +323,10 @@ impl Relations {
         let lineage = lineage.into_iter().flatten();
         let env_only = matches!(
             permission,
-            Permission::Deploy | Permission::ReadSecretValue | Permission::Exec
+            Permission::Deploy
+                | Permission::ReadSecretValue
+                | Permission::WriteSecret
+                | Permission::Exec
         );
         if env_only && !matches!(target, Scope::Env(..)) {
             return Decision::deny(Reason::NotApplicable);
@@ -398,6 +414,28 @@ mod tests {
             relation,
             subject: subject.clone(),
         }
+    }
+
+    #[test]
+    fn writers_of_secrets_cannot_read_them() {
+        let mut r = Relations::new();
+        let prod = env("acme", "web", "prod");
+        let (d, a, e) = (user("deployer"), user("org-admin"), user("env-admin"));
+        r.grant(&t(app("acme", "web"), Relation::Deployer, &d));
+        r.grant(&t(org("acme"), Relation::Admin, &a));
+        r.grant(&t(prod.clone(), Relation::Admin, &e));
+        for s in [&d, &a, &e] {
+            assert!(r.check(s, Permission::WriteSecret, &prod).allowed);
+            assert!(!r.check(s, Permission::ReadSecretValue, &prod).allowed);
+        }
+        let viewer = user("viewer");
+        r.grant(&t(prod.clone(), Relation::Viewer, &viewer));
+        assert!(!r.check(&viewer, Permission::WriteSecret, &prod).allowed);
+        assert_eq!(
+            r.check(&d, Permission::WriteSecret, &app("acme", "web"))
+                .reason,
+            Reason::NotApplicable
+        );
     }
 
     #[test]
@@ -578,7 +616,8 @@ mod tests {
 
     // === properties ===
 
-    const PERMS: [Permission; 7] = [
+    const PERMS: [Permission; 8] = [
+        Permission::WriteSecret,
         Permission::Administer,
         Permission::Grant,
         Permission::Deploy,

@@ -50,6 +50,9 @@ pub enum ProblemCode {
     AlreadyExists,
     /// A paging cursor that this server did not issue or that was altered.
     InvalidCursor,
+    /// Stored data failed its integrity check (a moved, altered or missing ciphertext);
+    /// nothing was returned and the failure was journaled.
+    IntegrityFailure,
     /// An unexpected server-side failure; details are in the server log only.
     Internal,
 }
@@ -75,6 +78,7 @@ impl ProblemCode {
         Self::ScopeDisabled,
         Self::AlreadyExists,
         Self::InvalidCursor,
+        Self::IntegrityFailure,
         Self::Internal,
     ];
 
@@ -99,6 +103,7 @@ impl ProblemCode {
             Self::ScopeDisabled => "scope_disabled",
             Self::AlreadyExists => "already_exists",
             Self::InvalidCursor => "invalid_cursor",
+            Self::IntegrityFailure => "integrity_failure",
             Self::Internal => "internal",
         }
     }
@@ -115,7 +120,7 @@ impl ProblemCode {
             Self::BodyTooLarge | Self::DecompressionCap => 413,
             Self::StackedEncoding | Self::EncodingUnsupported => 415,
             Self::RateLimited => 429,
-            Self::Internal => 500,
+            Self::Internal | Self::IntegrityFailure => 500,
             Self::TooBusy | Self::Timeout | Self::NotReady | Self::AuditUnavailable => 503,
         }
     }
@@ -141,6 +146,7 @@ impl ProblemCode {
             Self::ScopeDisabled => "scope disabled",
             Self::AlreadyExists => "already exists",
             Self::InvalidCursor => "invalid cursor",
+            Self::IntegrityFailure => "integrity failure",
             Self::Internal => "internal error",
         }
     }

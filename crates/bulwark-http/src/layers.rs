@@ -204,6 +204,30 @@ async fn admit_and_run(h: &Hardening, req: Request, next: Next) -> Result<Respon
 
 // === impl observe ===
 
+/// An error response that is not JSON (a framework rejection), as the problem to send.
+fn framework_rejection(resp: &Response) -> Option<Problem> {
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return None;
+    }
+    let json = resp
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"));
+    if json {
+        return None;
+    }
+    Some(if status.is_client_error() {
+        Problem::new(
+            ProblemCode::BadRequest,
+            "the request's path, query or body could not be parsed",
+        )
+    } else {
+        Problem::new(ProblemCode::Internal, "internal error")
+    })
+}
+
 fn finish(
     h: &Hardening,
     mut resp: Response,
@@ -234,6 +258,16 @@ fn finish(
             );
         }
         resp = rerender(resp, &p.problem, request_id.as_str());
+    } else if let Some(p) = framework_rejection(&resp) {
+        // An extractor's plain-text rejection (a path segment or query that does not parse):
+        // answered as a problem like everything else, without echoing the input.
+        tracing::info!(
+            code = p.code.as_str(),
+            corr_id = request_id.as_str(),
+            status = p.code.status(),
+            "request answered with a problem"
+        );
+        resp = rerender(resp, &p, request_id.as_str());
     }
     if let Ok(v) = HeaderValue::from_str(request_id.as_str()) {
         resp.headers_mut().insert(X_REQUEST_ID.clone(), v);

@@ -5,7 +5,8 @@
 //! that a ciphertext moved anywhere else fails to decrypt; the DEK wrapped by the KEK
 //! (bound to the same coordinates), re-wrapping for KEK rotation, and the KEK's key id on
 //! every envelope. Secret names ([`name`]). The `BULWARK_SECRETS_V1` file the node agent
-//! writes ([`file`]): render and parse with hard limits.
+//! writes ([`file`]): render and parse with hard limits. The journal events of secret
+//! versions and the metadata projection folded from them ([`view`]).
 //!
 //! Must never: perform I/O; reuse a DEK or a nonce; return plaintext from an envelope that
 //! does not authenticate; keep plaintext outside zeroizing buffers; derive `Debug` for
@@ -16,3 +17,4 @@
 pub mod envelope;
 pub mod file;
 pub mod name;
+pub mod view;

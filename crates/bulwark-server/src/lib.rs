@@ -65,7 +65,18 @@ pub struct AppState {
     /// Held while a command is checked against the directory and appended, so that
     /// uniqueness rules cannot race.
     pub sequencer: tokio::sync::Mutex<()>,
+    /// The key-encryption key.
+    pub kek: bulwark_crypto::Kek,
+    /// Secret version metadata, folded from the journal.
+    pub secrets_view: Arc<bulwark_secrets::view::SecretsView>,
+    /// Where secret ciphertexts are stored.
+    pub secret_blobs: Arc<dyn bulwark_store::SecretBlobs>,
+    /// The stored ciphertexts, in memory.
+    pub secret_cache: api::secrets::SecretCache,
 }
+
+/// The secret ciphertext store in the data directory.
+pub const SECRETS_DB: &str = "secrets.db";
 
 /// Runs `bulwark serve` until SIGINT or SIGTERM.
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
@@ -83,7 +94,22 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let tls = keys.tls_config()?;
     let key_view = Arc::new(projections::KeyView::default());
     let directory = Arc::new(bulwark_directory::DirectoryView::default());
-    let ledger = open_ledger(&cfg, &keys, vec![key_view.clone(), directory.clone()])?;
+    let secrets_view = Arc::new(bulwark_secrets::view::SecretsView::default());
+    let ledger = open_ledger(
+        &cfg,
+        &keys,
+        vec![key_view.clone(), directory.clone(), secrets_view.clone()],
+    )?;
+    let secret_blobs: Arc<dyn bulwark_store::SecretBlobs> = match &cfg.data_dir {
+        Some(dir) => Arc::new(
+            bulwark_store::SqliteSecrets::open(&dir.join(SECRETS_DB))
+                .context("opening the secret store")?,
+        ),
+        None => Arc::new(bulwark_store::MemorySecrets),
+    };
+    let secret_cache = api::secrets::SecretCache::load(secret_blobs.as_ref())
+        .context("loading secret ciphertexts")?;
+    api::secrets::shred_destroyed(&secrets_view, secret_blobs.as_ref(), &secret_cache);
     record_start(&ledger, &keys, &key_view).await?;
     let (_tls_tx, tls_rx) = tokio::sync::watch::channel(tls);
 
@@ -119,6 +145,10 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         directory,
         auth,
         sequencer: tokio::sync::Mutex::new(()),
+        kek: keys.kek,
+        secrets_view,
+        secret_blobs,
+        secret_cache,
     });
 
     if let Some(path) = &cfg.admin_socket {
@@ -165,7 +195,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         admin_socket = cfg.admin_socket.as_ref().map(|d| d.display().to_string()),
         signing_kid = keys.signing.kid(),
         issuer = state.auth.issuer.as_str(),
-        kek_kid = keys.kek.kid(),
+        kek_kid = state.kek.kid(),
         "listening"
     );
     readiness.mark_started();

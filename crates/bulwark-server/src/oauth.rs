@@ -34,10 +34,11 @@ use crate::AppState;
 use crate::authn::{DPOP_ALGS, client_cert_thumbprint, count_failure, dpop_header, request_url};
 
 /// Every scope a token may carry.
-pub const SCOPES: [&str; 6] = [
+pub const SCOPES: [&str; 7] = [
     "admin",
     "deploy",
     "secrets:read",
+    "secrets:write",
     "exec",
     "audit:read",
     "read",

@@ -2,7 +2,8 @@
 //!
 //! Owns: the [`MemoryJournal`] (amnesia mode) and the [`SqliteJournal`] (the embedded
 //! default: WAL, `synchronous=FULL`, append-only by triggers, forward-only migrations).
-//! A PostgreSQL store for several replicas arrives with the scale-out issue.
+//! Secret ciphertexts beside the journal ([`secrets`]). A PostgreSQL store for several
+//! replicas arrives with the scale-out issue.
 //!
 //! Must never: update or delete a journal row, acknowledge an append before it is durable,
 //! or interpret entry bytes (that is the ledger's job).
@@ -10,7 +11,9 @@
 #![forbid(unsafe_code)]
 
 mod memory;
+pub mod secrets;
 mod sqlite;
 
 pub use memory::MemoryJournal;
+pub use secrets::{MemorySecrets, SecretBlobs, SecretRow, SqliteSecrets};
 pub use sqlite::{SqliteJournal, backup_file};

@@ -113,7 +113,9 @@ async fn cross_tenant_matrix_every_org_route_answers_403_and_nothing_else() {
                 .replace("{org}", target)
                 .replace("{app}", "web")
                 .replace("{env}", "prod")
-                .replace("{id}", &w.victim_principal);
+                .replace("{id}", &w.victim_principal)
+                .replace("{name}", "db")
+                .replace("{version}", "1");
             // `{}` is a malformed body for every POST: authorization must answer first.
             let body = (route.method != http::Method::GET).then(|| json!({}));
             let r = attacker.call(route.method.as_str(), &path, body).await;
@@ -420,6 +422,10 @@ async fn lookups_page_with_signed_cursors_and_org_auditors_see_only_their_entrie
         w.op.get(&format!("/v1/authz/lookup?limit=1&cursor={c}"))
             .await;
     assert_eq!((r.status, r.code().as_str()), (400, "invalid_cursor"));
+    // A query that does not parse is a problem too (no framework text, no echo).
+    let r = victim_admin.get("/v1/authz/lookup?limit=abc").await;
+    assert_eq!((r.status, r.code().as_str()), (400, "bad_request"));
+    assert!(!String::from_utf8_lossy(&r.body).contains("abc"));
     // limit is clamped to 1..=200.
     assert_eq!(
         victim_admin.get("/v1/authz/lookup?limit=0").await.json()["items"]

@@ -10,6 +10,7 @@
 mod audit;
 pub(crate) mod principals;
 mod relations;
+pub mod secrets;
 mod tenants;
 
 use std::sync::Arc;
@@ -64,6 +65,7 @@ fn build() -> Table {
     let t = tenants::routes(t);
     let t = principals::routes(t);
     let t = relations::routes(t);
+    let t = secrets::routes(t);
     audit::routes(t)
 }
 
@@ -116,6 +118,18 @@ impl Ctx {
         authorize(state, caller, permission, scope, &action)
             .await
             .map(|_| ())
+    }
+
+    /// Decides again, under the sequencer, what was authorized before it (see
+    /// [`still_allowed`]).
+    fn recheck(
+        &self,
+        state: &AppState,
+        caller: &Caller,
+        permission: Permission,
+        scope: &Scope,
+    ) -> Result<(), ApiProblem> {
+        still_allowed(state, caller, permission, scope)
     }
 
     /// Appends `event` by `caller`; answers with its seq once durable. Called under the

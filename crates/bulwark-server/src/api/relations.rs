@@ -251,6 +251,7 @@ fn permission(s: &str) -> Option<Permission> {
         Permission::Exec,
         Permission::ReadAudit,
         Permission::View,
+        Permission::WriteSecret,
     ]
     .into_iter()
     .find(|p| p.as_str() == s)

@@ -1,0 +1,604 @@
+//! Secrets under `/v1/orgs/{org}/apps/{app}/envs/{env}/secrets`: put (a new version), get
+//! the value (latest or `?version=N`), metadata, list, delete (a tombstone version),
+//! destroy (crypto-shred one version).
+//!
+//! The read path, in DESIGN.md's order: authenticate (401) → authorize
+//! `read_secret_value` (403, journaled; admin and deploy rights do not suffice) → exists
+//! (404) → journal the read (an `access` entry with principal, secret, version, corr_id;
+//! 503 `audit_unavailable` and no byte of the secret if it cannot be appended) → decrypt
+//! and check the stored row against the journaled digest (500 `integrity_failure`,
+//! counted and journaled, nothing returned) → answer with `Cache-Control: no-store`,
+//! `X-Bulwark-Secret-Version`, `X-Bulwark-Secret-KID` and `X-Bulwark-Journal-Seq` (the
+//! entry recording this very read). Plaintext lives in zeroizing buffers.
+//!
+//! Per-node and per-org rate limits of the read path are not built yet.
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use bulwark_authz::Permission;
+use bulwark_core::{Problem, ProblemCode, RequestId, Scope};
+use bulwark_http::ApiProblem;
+use bulwark_ledger::entry::{Draft, EntryData, Kind, Outcome};
+use bulwark_secrets::envelope::{self, Coordinates, Envelope};
+use bulwark_secrets::view::{SecretEvent, SecretKey, VersionMeta, VersionState, digest};
+use bulwark_store::{SecretBlobs, SecretRow};
+use http::{HeaderValue, Method, StatusCode, header};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use super::{Ctx, Table, clamp_limit, name, not_found, problem};
+use crate::AppState;
+use crate::authn::Caller;
+
+/// The stored envelopes, loaded at start-up and kept in step with the store: reads never
+/// touch the disk. They hold only ciphertext.
+#[derive(Default)]
+pub struct SecretCache {
+    rows: RwLock<HashMap<(SecretKey, u64), Envelope>>,
+}
+
+impl SecretCache {
+    /// Loads every row of `blobs`.
+    pub fn load(blobs: &dyn SecretBlobs) -> anyhow::Result<Self> {
+        let mut rows = HashMap::new();
+        for r in blobs.load_all()? {
+            let key = SecretKey {
+                org: r.org,
+                app: r.app,
+                env: r.env,
+                name: r.name,
+            };
+            if let Some(ciphertext) = r.ciphertext {
+                rows.insert(
+                    (key, r.version),
+                    Envelope {
+                        kek_kid: r.kek_kid,
+                        wrapped_dek: r.wrapped_dek,
+                        ciphertext,
+                    },
+                );
+            }
+        }
+        Ok(Self {
+            rows: RwLock::new(rows),
+        })
+    }
+
+    fn get(&self, key: &SecretKey, version: u64) -> Option<Envelope> {
+        self.rows
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&(key.clone(), version))
+            .cloned()
+    }
+
+    fn insert(&self, key: SecretKey, version: u64, env: Envelope) {
+        self.rows
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert((key, version), env);
+    }
+
+    fn remove(&self, key: &SecretKey, version: u64) {
+        self.rows
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&(key.clone(), version));
+    }
+}
+
+const BASE: &str = "/v1/orgs/{org}/apps/{app}/envs/{env}/secrets";
+
+pub(super) fn routes(t: Table) -> Table {
+    t.add(Method::GET, BASE, get(list))
+        .add(
+            Method::PUT,
+            "/v1/orgs/{org}/apps/{app}/envs/{env}/secrets/{name}",
+            axum::routing::put(put_secret),
+        )
+        .add(
+            Method::GET,
+            "/v1/orgs/{org}/apps/{app}/envs/{env}/secrets/{name}",
+            get(read),
+        )
+        .add(
+            Method::DELETE,
+            "/v1/orgs/{org}/apps/{app}/envs/{env}/secrets/{name}",
+            axum::routing::delete(delete),
+        )
+        .add(
+            Method::GET,
+            "/v1/orgs/{org}/apps/{app}/envs/{env}/secrets/{name}/metadata",
+            get(metadata),
+        )
+        .add(
+            Method::POST,
+            "/v1/orgs/{org}/apps/{app}/envs/{env}/secrets/{name}/versions/{version}/destroy",
+            post(destroy),
+        )
+}
+
+type EnvPath = Path<(String, String, String)>;
+type SecretPath = Path<(String, String, String, String)>;
+
+fn env_scope(org: &str, app: &str, env: &str) -> Result<Scope, ApiProblem> {
+    Ok(Scope::Env(name(org)?, name(app)?, name(env)?))
+}
+
+fn secret_key(scope: &Scope, secret: &str) -> Result<SecretKey, ApiProblem> {
+    if !bulwark_secrets::name::is_valid(secret) {
+        return Err(problem(
+            ProblemCode::BadRequest,
+            "secret names match ^[a-z][a-z0-9_-]{0,62}$",
+        ));
+    }
+    let Scope::Env(o, a, e) = scope else {
+        return Err(problem(ProblemCode::BadRequest, "not an env"));
+    };
+    Ok(SecretKey {
+        org: o.to_string(),
+        app: a.to_string(),
+        env: e.to_string(),
+        name: secret.to_owned(),
+    })
+}
+
+fn coordinates(key: &SecretKey, version: u64) -> Coordinates<'_> {
+    Coordinates {
+        org: &key.org,
+        app: &key.app,
+        env: &key.env,
+        name: &key.name,
+        version,
+    }
+}
+
+fn no_store(mut r: Response) -> Response {
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn journal_down() -> ApiProblem {
+    ApiProblem(
+        Problem::new(
+            ProblemCode::AuditUnavailable,
+            "the journal cannot record this; nothing was returned or changed",
+        )
+        .retry_after(1),
+    )
+}
+
+fn meta_json(m: &VersionMeta) -> serde_json::Value {
+    json!({
+        "version": m.version,
+        "state": m.state,
+        "kek_kid": m.kek_kid,
+        "size": m.size,
+        "seq": m.seq,
+        "created_ms": m.ts,
+    })
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    #[serde(default)]
+    after: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// Names and versions only, paged by name.
+async fn list(
+    State(s): State<Arc<AppState>>,
+    ctx: Ctx,
+    caller: Caller,
+    Path((org, app, env)): EnvPath,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiProblem> {
+    let scope = env_scope(&org, &app, &env)?;
+    ctx.authorize(&s, &caller, Permission::View, &scope).await?;
+    if !s.directory.read().exists(&scope) {
+        return Err(not_found(&scope));
+    }
+    let limit = clamp_limit(q.limit);
+    let page = s
+        .secrets_view
+        .list(&org, &app, &env, q.after.as_deref(), limit + 1);
+    let more = page.len() > limit;
+    let items: Vec<serde_json::Value> = page
+        .iter()
+        .take(limit)
+        .filter(|(_, m)| m.state != VersionState::Tombstone)
+        .map(|(n, m)| json!({"name": n, "latest_version": m.version}))
+        .collect();
+    let next = more
+        .then(|| page.get(limit - 1).map(|(n, _)| n.clone()))
+        .flatten();
+    Ok(Json(json!({"secrets": items, "next_after": next})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutBody {
+    /// Standard base64 of the value (binary-safe).
+    value: String,
+}
+
+async fn put_secret(
+    State(s): State<Arc<AppState>>,
+    ctx: Ctx,
+    caller: Caller,
+    Path((org, app, env, secret)): SecretPath,
+    b: Bytes,
+) -> Result<Response, ApiProblem> {
+    let scope = env_scope(&org, &app, &env)?;
+    ctx.authorize(&s, &caller, Permission::WriteSecret, &scope)
+        .await?;
+    let key = secret_key(&scope, &secret)?;
+    let body: PutBody = serde_json::from_slice(&b).map_err(|_| {
+        problem(
+            ProblemCode::BadRequest,
+            "expected {\"value\": \"<base64>\"}",
+        )
+    })?;
+    let encoded = Zeroizing::new(body.value);
+    let value = Zeroizing::new(
+        STANDARD
+            .decode(encoded.as_bytes())
+            .map_err(|_| problem(ProblemCode::BadRequest, "value is not standard base64"))?,
+    );
+    if value.len() > envelope::MAX_VALUE_LEN {
+        return Err(problem(
+            ProblemCode::BodyTooLarge,
+            "secret values are at most 64 KiB",
+        ));
+    }
+    let _seq = s.sequencer.lock().await;
+    if !s.directory.read().exists(&scope) {
+        return Err(not_found(&scope));
+    }
+    let version = s.secrets_view.latest(&key).map_or(1, |m| m.version + 1);
+    let sealed = envelope::seal(&s.kek, &coordinates(&key, version), &value)
+        .map_err(|e| problem(ProblemCode::Internal, e.to_string()))?;
+    let row = SecretRow {
+        org: key.org.clone(),
+        app: key.app.clone(),
+        env: key.env.clone(),
+        name: key.name.clone(),
+        version,
+        kek_kid: sealed.kek_kid.clone(),
+        wrapped_dek: sealed.wrapped_dek.clone(),
+        ciphertext: Some(sealed.ciphertext.clone()),
+    };
+    let blobs = s.secret_blobs.clone();
+    tokio::task::spawn_blocking(move || blobs.put(&row))
+        .await
+        .map_err(|_| problem(ProblemCode::Internal, "store task failed"))?
+        .map_err(|e| {
+            tracing::error!(error = %e, "secret store write failed");
+            ApiProblem(
+                Problem::new(ProblemCode::NotReady, "the secret store cannot write").retry_after(1),
+            )
+        })?;
+    let event = SecretEvent::Put {
+        key: key.clone(),
+        version,
+        digest: digest(&sealed),
+        kek_kid: sealed.kek_kid.clone(),
+        size: value.len() as u64,
+    };
+    ctx.recheck(&s, &caller, Permission::WriteSecret, &scope)?;
+    let seq = append(&s, &ctx, &caller, &event).await?;
+    s.secret_cache.insert(key.clone(), version, sealed);
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"name": key.name, "version": version, "seq": seq})),
+    )
+        .into_response())
+}
+
+async fn append(
+    s: &AppState,
+    ctx: &Ctx,
+    caller: &Caller,
+    event: &SecretEvent,
+) -> Result<u64, ApiProblem> {
+    let draft = event
+        .draft(
+            &caller.subject.to_string(),
+            ctx.corr.as_ref().map(RequestId::as_str),
+        )
+        .map_err(|_| problem(ProblemCode::Internal, "event does not encode"))?;
+    s.ledger.append(draft).await.map(|a| a.seq).map_err(|e| {
+        tracing::error!(error = %e, "journal append failed");
+        journal_down()
+    })
+}
+
+#[derive(Deserialize)]
+struct ReadQuery {
+    #[serde(default)]
+    version: Option<u64>,
+}
+
+/// The `data` of a `secret.read` / `secret.integrity_fail` entry.
+#[derive(Serialize)]
+struct ReadRecord<'a> {
+    name: &'a str,
+    version: u64,
+    kek_kid: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    why: Option<&'a str>,
+}
+impl EntryData for ReadRecord<'_> {}
+
+/// The live version a read asks for, or 404.
+fn readable(
+    s: &AppState,
+    key: &SecretKey,
+    version: Option<u64>,
+) -> Result<VersionMeta, ApiProblem> {
+    let versions = s
+        .secrets_view
+        .versions(key)
+        .ok_or_else(|| not_found(format!("secret `{}`", key.name)))?;
+    let latest = versions
+        .last()
+        .ok_or_else(|| not_found(format!("secret `{}`", key.name)))?;
+    if latest.state == VersionState::Tombstone {
+        return Err(not_found(format!("secret `{}` (deleted)", key.name)));
+    }
+    let want = version.unwrap_or(latest.version);
+    let m = versions
+        .iter()
+        .find(|m| m.version == want)
+        .ok_or_else(|| not_found(format!("version {want} of `{}`", key.name)))?;
+    match m.state {
+        VersionState::Live => Ok(m.clone()),
+        VersionState::Destroyed => Err(not_found(format!(
+            "version {want} of `{}` (destroyed)",
+            key.name
+        ))),
+        VersionState::Tombstone => Err(not_found(format!("version {want} of `{}`", key.name))),
+    }
+}
+
+async fn read(
+    State(s): State<Arc<AppState>>,
+    ctx: Ctx,
+    caller: Caller,
+    Path((org, app, env, secret)): SecretPath,
+    Query(q): Query<ReadQuery>,
+) -> Result<Response, ApiProblem> {
+    let scope = env_scope(&org, &app, &env)?;
+    ctx.authorize(&s, &caller, Permission::ReadSecretValue, &scope)
+        .await?;
+    let key = secret_key(&scope, &secret)?;
+    let meta = readable(&s, &key, q.version)?;
+
+    // Journal the read before a byte is decrypted.
+    let record = |kind_action: &str, outcome: Outcome, why: Option<&str>| {
+        let mut d = Draft::new(
+            Kind::Access,
+            kind_action,
+            bulwark_secrets::view::resource(&key, meta.version),
+        )
+        .actor(caller.subject.to_string())
+        .org(key.org.as_str())
+        .outcome(outcome);
+        if let Some(c) = &ctx.corr {
+            d = d.corr_id(c.as_str());
+        }
+        d.data(&ReadRecord {
+            name: &key.name,
+            version: meta.version,
+            kek_kid: meta.kek_kid.as_deref(),
+            why,
+        })
+    };
+    let draft = record("secret.read", Outcome::Ok, None)
+        .map_err(|_| problem(ProblemCode::Internal, "entry does not encode"))?;
+    let seq = s
+        .ledger
+        .append(draft)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "journal append failed: secret read refused");
+            journal_down()
+        })?
+        .seq;
+
+    let opened = match s.secret_cache.get(&key, meta.version) {
+        None => Err("missing"),
+        Some(sealed) => {
+            if meta.digest.as_deref() != Some(digest(&sealed).as_str()) {
+                Err("digest")
+            } else {
+                envelope::open(&s.kek, &coordinates(&key, meta.version), &sealed)
+                    .map_err(|_| "decrypt")
+            }
+        }
+    };
+    let value = match opened {
+        Ok(v) => v,
+        Err(why) => {
+            metrics::counter!(bulwark_http::metrics::INTEGRITY_FAIL_TOTAL).increment(1);
+            tracing::error!(
+                why,
+                resource = bulwark_secrets::view::resource(&key, meta.version),
+                "secret integrity failure"
+            );
+            if let Ok(d) = record("secret.integrity_fail", Outcome::Error, Some(why))
+                && let Err(e) = s.ledger.append(d).await
+            {
+                tracing::error!(error = %e, "could not journal an integrity failure");
+            }
+            return Err(problem(
+                ProblemCode::IntegrityFailure,
+                "the stored secret failed its integrity check; nothing was returned",
+            ));
+        }
+    };
+    let encoded = Zeroizing::new(STANDARD.encode(value.as_slice()));
+    let body = Zeroizing::new(
+        serde_json::to_vec(&json!({
+            "name": key.name,
+            "version": meta.version,
+            "value": encoded.as_str(),
+        }))
+        .map_err(|_| problem(ProblemCode::Internal, "encoding failed"))?,
+    );
+    let mut resp = no_store(
+        (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            Bytes::copy_from_slice(&body),
+        )
+            .into_response(),
+    );
+    let h = resp.headers_mut();
+    h.insert("x-bulwark-secret-version", HeaderValue::from(meta.version));
+    if let Some(kid) = meta
+        .kek_kid
+        .as_deref()
+        .and_then(|k| HeaderValue::from_str(k).ok())
+    {
+        h.insert("x-bulwark-secret-kid", kid);
+    }
+    h.insert("x-bulwark-journal-seq", HeaderValue::from(seq));
+    Ok(resp)
+}
+
+async fn metadata(
+    State(s): State<Arc<AppState>>,
+    ctx: Ctx,
+    caller: Caller,
+    Path((org, app, env, secret)): SecretPath,
+) -> Result<Response, ApiProblem> {
+    let scope = env_scope(&org, &app, &env)?;
+    ctx.authorize(&s, &caller, Permission::View, &scope).await?;
+    let key = secret_key(&scope, &secret)?;
+    let versions = s
+        .secrets_view
+        .versions(&key)
+        .ok_or_else(|| not_found(format!("secret `{}`", key.name)))?;
+    let v: Vec<serde_json::Value> = versions.iter().map(meta_json).collect();
+    Ok(Json(json!({"name": key.name, "versions": v})).into_response())
+}
+
+async fn delete(
+    State(s): State<Arc<AppState>>,
+    ctx: Ctx,
+    caller: Caller,
+    Path((org, app, env, secret)): SecretPath,
+) -> Result<Response, ApiProblem> {
+    let scope = env_scope(&org, &app, &env)?;
+    ctx.authorize(&s, &caller, Permission::WriteSecret, &scope)
+        .await?;
+    let key = secret_key(&scope, &secret)?;
+    let _seq = s.sequencer.lock().await;
+    let latest = s
+        .secrets_view
+        .latest(&key)
+        .filter(|m| m.state != VersionState::Tombstone)
+        .ok_or_else(|| not_found(format!("secret `{}`", key.name)))?;
+    let version = latest.version + 1;
+    ctx.recheck(&s, &caller, Permission::WriteSecret, &scope)?;
+    let seq = append(
+        &s,
+        &ctx,
+        &caller,
+        &SecretEvent::Delete {
+            key: key.clone(),
+            version,
+        },
+    )
+    .await?;
+    Ok(Json(json!({"name": key.name, "tombstone_version": version, "seq": seq})).into_response())
+}
+
+async fn destroy(
+    State(s): State<Arc<AppState>>,
+    ctx: Ctx,
+    caller: Caller,
+    Path((org, app, env, secret, version)): Path<(String, String, String, String, u64)>,
+) -> Result<Response, ApiProblem> {
+    let scope = env_scope(&org, &app, &env)?;
+    ctx.authorize(&s, &caller, Permission::WriteSecret, &scope)
+        .await?;
+    let key = secret_key(&scope, &secret)?;
+    let _seq = s.sequencer.lock().await;
+    let found = s
+        .secrets_view
+        .versions(&key)
+        .and_then(|vs| vs.into_iter().find(|m| m.version == version))
+        .filter(|m| m.state == VersionState::Live)
+        .ok_or_else(|| not_found(format!("live version {version} of `{}`", key.name)))?;
+    ctx.recheck(&s, &caller, Permission::WriteSecret, &scope)?;
+    // Journal first: a destroy that is not recorded must not happen.
+    let seq = append(
+        &s,
+        &ctx,
+        &caller,
+        &SecretEvent::Destroy {
+            key: key.clone(),
+            version: found.version,
+        },
+    )
+    .await?;
+    s.secret_cache.remove(&key, version);
+    let blobs = s.secret_blobs.clone();
+    let k = key.clone();
+    let shred = tokio::task::spawn_blocking(move || {
+        blobs.destroy(&k.org, &k.app, &k.env, &k.name, version)
+    })
+    .await;
+    if !matches!(shred, Ok(Ok(()))) {
+        // The journal says destroyed and the view refuses reads; the bytes are erased
+        // at the next start (rows of destroyed versions are shredded on load).
+        tracing::error!(
+            resource = bulwark_secrets::view::resource(&key, version),
+            "erasing a destroyed version failed; retried at start-up"
+        );
+    }
+    Ok(Json(json!({"name": key.name, "destroyed_version": version, "seq": seq})).into_response())
+}
+
+/// Erases stored rows of versions the journal says are destroyed (a destroy whose erase
+/// failed, or a crash between journal and store).
+pub fn shred_destroyed(
+    view: &bulwark_secrets::view::SecretsView,
+    blobs: &dyn SecretBlobs,
+    cache: &SecretCache,
+) {
+    let rows = cache
+        .rows
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .keys()
+        .cloned()
+        .collect::<Vec<_>>();
+    for (key, version) in rows {
+        let destroyed = view.versions(&key).is_some_and(|vs| {
+            vs.iter()
+                .any(|m| m.version == version && m.state == VersionState::Destroyed)
+        });
+        if destroyed {
+            cache.remove(&key, version);
+            if let Err(e) = blobs.destroy(&key.org, &key.app, &key.env, &key.name, version) {
+                tracing::error!(error = %e, "erasing a destroyed secret version failed");
+            }
+        }
+    }
+}
