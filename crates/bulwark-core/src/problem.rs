@@ -50,6 +50,10 @@ pub enum ProblemCode {
     AlreadyExists,
     /// A paging cursor that this server did not issue or that was altered.
     InvalidCursor,
+    /// The org is over its secret-read rate; retry after `Retry-After`.
+    PerOrgRateLimited,
+    /// The node is over its secret-read rate; retry after `Retry-After`.
+    PerNodeRateLimited,
     /// Stored data failed its integrity check (a moved, altered or missing ciphertext);
     /// nothing was returned and the failure was journaled.
     IntegrityFailure,
@@ -79,6 +83,8 @@ impl ProblemCode {
         Self::AlreadyExists,
         Self::InvalidCursor,
         Self::IntegrityFailure,
+        Self::PerOrgRateLimited,
+        Self::PerNodeRateLimited,
         Self::Internal,
     ];
 
@@ -104,6 +110,8 @@ impl ProblemCode {
             Self::AlreadyExists => "already_exists",
             Self::InvalidCursor => "invalid_cursor",
             Self::IntegrityFailure => "integrity_failure",
+            Self::PerOrgRateLimited => "per_org_rate_limited",
+            Self::PerNodeRateLimited => "per_node_rate_limited",
             Self::Internal => "internal",
         }
     }
@@ -119,7 +127,7 @@ impl ProblemCode {
             Self::MethodNotAllowed => 405,
             Self::BodyTooLarge | Self::DecompressionCap => 413,
             Self::StackedEncoding | Self::EncodingUnsupported => 415,
-            Self::RateLimited => 429,
+            Self::RateLimited | Self::PerOrgRateLimited | Self::PerNodeRateLimited => 429,
             Self::Internal | Self::IntegrityFailure => 500,
             Self::TooBusy | Self::Timeout | Self::NotReady | Self::AuditUnavailable => 503,
         }
@@ -147,6 +155,8 @@ impl ProblemCode {
             Self::AlreadyExists => "already exists",
             Self::InvalidCursor => "invalid cursor",
             Self::IntegrityFailure => "integrity failure",
+            Self::PerOrgRateLimited => "org over its secret-read rate",
+            Self::PerNodeRateLimited => "node over its secret-read rate",
             Self::Internal => "internal error",
         }
     }
@@ -156,6 +166,8 @@ impl ProblemCode {
         matches!(
             self,
             Self::RateLimited
+                | Self::PerOrgRateLimited
+                | Self::PerNodeRateLimited
                 | Self::TooBusy
                 | Self::Timeout
                 | Self::NotReady

@@ -19,6 +19,7 @@ pub mod limits;
 pub mod listener;
 pub mod metrics;
 pub mod problem;
+pub mod rate;
 pub mod telemetry;
 
 pub use layers::{ClientCertSha256, Hardening, PeerAddr, RouteLabel, harden, route_label};

@@ -123,6 +123,18 @@ pub struct ServeArgs {
     #[arg(long, env = "BULWARK_TOKEN_TTL_SECS", value_name = "SECS")]
     pub token_ttl_secs: Option<u64>,
 
+    /// Secret reads per second per org (GCRA); 429 `per_org_rate_limited` above it; 0 disables [default: 2000].
+    #[arg(long, env = "BULWARK_ORG_SECRET_READS_RPS", value_name = "N")]
+    pub org_secret_reads_rps: Option<u32>,
+
+    /// Burst of secret reads per org [default: same as --org-secret-reads-rps].
+    #[arg(long, env = "BULWARK_ORG_SECRET_READS_BURST", value_name = "N")]
+    pub org_secret_reads_burst: Option<u32>,
+
+    /// Secret reads per second per node (GCRA); 429 `per_node_rate_limited` above it; 0 disables [default: 50].
+    #[arg(long, env = "BULWARK_NODE_SECRET_READS_RPS", value_name = "N")]
+    pub node_secret_reads_rps: Option<u32>,
+
     /// Require a server-issued DPoP nonce at the token endpoint (RFC 9449 §8) [default: true].
     #[arg(long, env = "BULWARK_DPOP_NONCE", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub dpop_nonce: Option<bool>,
@@ -157,6 +169,10 @@ pub struct Config {
     pub token_ttl_secs: i64,
     /// Whether the token endpoint requires a DPoP nonce.
     pub dpop_nonce: bool,
+    /// Secret reads per org: (per second, burst); 0 disables.
+    pub org_secret_reads: (u32, u32),
+    /// Secret reads per node per second; 0 disables.
+    pub node_secret_reads: u32,
 }
 
 macro_rules! overlay {
@@ -174,7 +190,7 @@ impl ServeArgs {
             max_connections, rate_limit_rps, rate_limit_burst, max_body_bytes,
             max_decoded_bytes, max_decompression_ratio, checkpoint_interval_ms,
             insecure_serve_entry_bundles, readiness_interval_ms, public_url, token_ttl_secs,
-            dpop_nonce)
+            dpop_nonce, org_secret_reads_rps, org_secret_reads_burst, node_secret_reads_rps)
     }
 
     /// Reads the TOML file named by `--config`, if any, and overlays flags and environment
@@ -280,6 +296,11 @@ impl ServeArgs {
                 i64::try_from(t)?
             },
             dpop_nonce: self.dpop_nonce.unwrap_or(true),
+            org_secret_reads: {
+                let rps = self.org_secret_reads_rps.unwrap_or(2000);
+                (rps, self.org_secret_reads_burst.unwrap_or(rps))
+            },
+            node_secret_reads: self.node_secret_reads_rps.unwrap_or(50),
         })
     }
 }

@@ -73,6 +73,10 @@ pub struct AppState {
     pub secret_blobs: Arc<dyn bulwark_store::SecretBlobs>,
     /// The stored ciphertexts, in memory.
     pub secret_cache: api::secrets::SecretCache,
+    /// Secret reads per org.
+    pub org_reads: bulwark_http::rate::KeyedRate<String>,
+    /// Secret reads per node.
+    pub node_reads: bulwark_http::rate::KeyedRate<String>,
 }
 
 /// The secret ciphertext store in the data directory.
@@ -149,6 +153,14 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         secrets_view,
         secret_blobs,
         secret_cache,
+        org_reads: bulwark_http::rate::KeyedRate::new(
+            cfg.org_secret_reads.0,
+            cfg.org_secret_reads.1,
+        ),
+        node_reads: bulwark_http::rate::KeyedRate::new(
+            cfg.node_secret_reads,
+            cfg.node_secret_reads,
+        ),
     });
 
     if let Some(path) = &cfg.admin_socket {
@@ -157,7 +169,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
 
     let hardening = bulwark_http::Hardening::new(cfg.limits.clone());
-    spawn_housekeeping(hardening.clone(), metrics);
+    spawn_housekeeping(hardening.clone(), metrics, state.clone());
     token_keys::spawn_pruner(state.clone());
     readiness::spawn_probes(
         readiness.clone(),
@@ -289,12 +301,18 @@ async fn record_start(
     Ok(())
 }
 
-fn spawn_housekeeping(h: Arc<bulwark_http::Hardening>, metrics: PrometheusHandle) {
+fn spawn_housekeeping(
+    h: Arc<bulwark_http::Hardening>,
+    metrics: PrometheusHandle,
+    state: Arc<AppState>,
+) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(10));
         loop {
             tick.tick().await;
             h.forget_idle_clients();
+            state.org_reads.forget_idle();
+            state.node_reads.forget_idle();
             metrics.run_upkeep();
         }
     });

@@ -422,3 +422,81 @@ async fn reads_fail_closed_while_the_journal_cannot_append_and_the_value_leaks_n
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_org_over_its_read_rate_gets_429_and_others_do_not() {
+    let s = Server::start(&[
+        "--org-secret-reads-rps",
+        "1",
+        "--org-secret-reads-burst",
+        "3",
+    ]);
+    let f = fixture(&s).await;
+    assert_eq!(
+        f.op.post("/v1/orgs", json!({"name": "other"})).await.status,
+        201
+    );
+    assert_eq!(
+        f.op.post("/v1/orgs/other/apps", json!({"name": "web"}))
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        f.op.post("/v1/orgs/other/apps/web/envs", json!({"name": "prod"}))
+            .await
+            .status,
+        201
+    );
+    let (reader, _) = principal(&s, &f.op, "reader", &[(ENV, "secret_reader")]).await;
+    assert_eq!(
+        f.op.call("PUT", &format!("{PROD}/db"), Some(put_body(SECRET)))
+            .await
+            .status,
+        201
+    );
+    // A principal of the other org, reading its own secret.
+    let r =
+        f.op.post(
+            "/v1/orgs/other/principals",
+            json!({"kind": "service", "name": "o", "token_binding": "none"}),
+        )
+        .await;
+    let oid = r.json()["client_id"].as_str().unwrap().to_owned();
+    let osec = r.json()["client_secret"].as_str().unwrap().to_owned();
+    let r = f
+        .op
+        .post("/v1/orgs/other/relations", json!({"scope": "org/other/app/web/env/prod", "relation": "secret_reader", "subject": format!("service:{oid}")}))
+        .await;
+    assert_eq!(r.status, 201);
+    let other = s.token(&oid, &osec, "secrets:read", None).await;
+    let other_path = "/v1/orgs/other/apps/web/envs/prod/secrets/db";
+    assert_eq!(
+        f.op.call("PUT", other_path, Some(put_body(b"o")))
+            .await
+            .status,
+        201
+    );
+
+    let mut limited = None;
+    for _ in 0..10 {
+        let r = reader.get(&format!("{PROD}/db")).await;
+        if r.status == 429 {
+            limited = Some(r);
+            break;
+        }
+        assert_eq!(r.status, 200);
+    }
+    let r = limited.expect("the org was never limited");
+    assert_eq!(r.code(), "per_org_rate_limited");
+    assert!(
+        r.headers["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
+    // The other org is not affected.
+    assert_eq!(other.get(other_path).await.status, 200);
+}

@@ -11,7 +11,9 @@
 //! `X-Bulwark-Secret-Version`, `X-Bulwark-Secret-KID` and `X-Bulwark-Journal-Seq` (the
 //! entry recording this very read). Plaintext lives in zeroizing buffers.
 //!
-//! Per-node and per-org rate limits of the read path are not built yet.
+//! Reads are rate-limited per org (and per node, once nodes exist) between authentication
+//! and authorization: 429 `per_org_rate_limited` / `per_node_rate_limited` with
+//! `Retry-After`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -380,6 +382,33 @@ async fn read(
     Query(q): Query<ReadQuery>,
 ) -> Result<Response, ApiProblem> {
     let scope = env_scope(&org, &app, &env)?;
+    // Rate limits come after authentication and before authorization (DESIGN.md order).
+    if let bulwark_authz::Subject::Node(node) = &caller.subject
+        && let Err(secs) = s.node_reads.check(&node.to_string())
+    {
+        return Err(ApiProblem(
+            Problem::new(
+                ProblemCode::PerNodeRateLimited,
+                "this node is over its secret-read rate",
+            )
+            .retry_after(secs),
+        ));
+    }
+    // Keyed by the caller's org, not the path's: a principal of another org hammering this
+    // org's paths (and getting 403s) must not use up this org's reads.
+    let bucket = caller
+        .org
+        .as_ref()
+        .map_or_else(|| "(instance)".to_owned(), ToString::to_string);
+    if let Err(secs) = s.org_reads.check(&bucket) {
+        return Err(ApiProblem(
+            Problem::new(
+                ProblemCode::PerOrgRateLimited,
+                "this org is over its secret-read rate",
+            )
+            .retry_after(secs),
+        ));
+    }
     ctx.authorize(&s, &caller, Permission::ReadSecretValue, &scope)
         .await?;
     let key = secret_key(&scope, &secret)?;
