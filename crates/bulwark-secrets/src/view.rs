@@ -104,6 +104,20 @@ pub enum SecretEvent {
         /// The tombstone's version.
         version: u64,
     },
+    /// A version's DEK was re-wrapped under another KEK (KEK rotation); its ciphertext is
+    /// unchanged, its stored row (and so its digest) is not.
+    #[serde(rename = "secret.rewrap")]
+    Rewrap {
+        /// Where.
+        #[serde(flatten)]
+        key: SecretKey,
+        /// Which version.
+        version: u64,
+        /// Digest of the new stored row.
+        digest: String,
+        /// The new wrapping KEK.
+        kek_kid: String,
+    },
     /// A version's key was erased (irreversible).
     #[serde(rename = "secret.destroy")]
     Destroy {
@@ -125,6 +139,7 @@ impl SecretEvent {
             Self::Put { key, version, .. } => ("secret.put", key, *version),
             Self::Delete { key, version } => ("secret.delete", key, *version),
             Self::Destroy { key, version } => ("secret.destroy", key, *version),
+            Self::Rewrap { key, version, .. } => ("secret.rewrap", key, *version),
         }
     }
 
@@ -148,7 +163,7 @@ impl SecretEvent {
     pub fn from_entry(entry: &Entry) -> Option<Result<Self, serde_json::Error>> {
         if !matches!(
             entry.action.as_str(),
-            "secret.put" | "secret.delete" | "secret.destroy"
+            "secret.put" | "secret.delete" | "secret.destroy" | "secret.rewrap"
         ) {
             return None;
         }
@@ -255,6 +270,21 @@ impl Projection for SecretsView {
                 seq: entry.seq,
                 ts: entry.ts,
             }),
+            SecretEvent::Rewrap {
+                key,
+                version,
+                digest,
+                kek_kid,
+            } => {
+                if let Some(v) = m
+                    .get_mut(&key)
+                    .and_then(|vs| vs.iter_mut().find(|v| v.version == version))
+                    .filter(|v| v.state == VersionState::Live)
+                {
+                    v.digest = Some(digest);
+                    v.kek_kid = Some(kek_kid);
+                }
+            }
             SecretEvent::Destroy { key, version } => {
                 if let Some(v) = m
                     .get_mut(&key)
@@ -323,6 +353,12 @@ mod tests {
                 key: key("a"),
                 version: 1,
             },
+            SecretEvent::Rewrap {
+                key: key("a"),
+                version: 2,
+                digest: "d4".into(),
+                kek_kid: "k2".into(),
+            },
             SecretEvent::Delete {
                 key: key("b"),
                 version: 2,
@@ -337,6 +373,10 @@ mod tests {
         let a = v.versions(&key("a")).unwrap();
         assert_eq!(a[0].state, VersionState::Destroyed);
         assert_eq!(a[1].state, VersionState::Live);
+        assert_eq!(
+            (a[1].digest.as_deref(), a[1].kek_kid.as_deref()),
+            (Some("d4"), Some("k2"))
+        );
         assert_eq!(v.latest(&key("b")).unwrap().state, VersionState::Tombstone);
         let names: Vec<String> = v
             .list("acme", "web", "prod", None, 10)

@@ -27,7 +27,8 @@ const CA_CERT: &str = "ca.pem";
 const CA_KEY: &str = "ca.key";
 const SERVER_CERT: &str = "server.pem";
 const SERVER_KEY: &str = "server.key";
-const KEK_FILE: &str = "kek.key";
+/// The KEK file in the data directory.
+pub const KEK_FILE: &str = "kek.key";
 /// The token signing key file in the data directory.
 pub const SIGNING_KEY: &str = "signing.key";
 const LEDGER_KEY: &str = "ledger.key";

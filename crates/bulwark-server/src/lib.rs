@@ -19,6 +19,7 @@ pub mod client;
 pub mod config;
 mod fsutil;
 pub mod hygiene;
+pub mod kek_rotation;
 pub mod keys;
 pub mod mirror;
 pub mod oauth;
@@ -91,6 +92,13 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let (keys, created) = match &cfg.data_dir {
         Some(dir) => {
             fsutil::ensure_private_dir(dir)?;
+            if dir.join(kek_rotation::KEK_NEXT_FILE).exists() {
+                anyhow::bail!(
+                    "a KEK rotation is in progress in `{}`: run `bulwark keys rotate-kek --data-dir {}` to finish it",
+                    dir.display(),
+                    dir.display()
+                );
+            }
             InstanceKeys::load_or_create(dir, &cfg.server_names)?
         }
         None => (InstanceKeys::ephemeral(&cfg.server_names)?, true),

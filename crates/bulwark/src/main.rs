@@ -42,6 +42,11 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// Key management (the server stopped).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Self-checks of this build's process hygiene (for operators and tests).
     #[command(hide = true)]
     Selftest {
@@ -64,6 +69,17 @@ enum Command {
         /// Set an existing journal aside (renamed, never deleted) and restore over it.
         #[arg(long)]
         replace: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Re-wrap every secret's data key under a new KEK (resumable: run it again after an
+    /// interruption). The old KEK is retired only when nothing uses it. Progress: a bar on
+    /// a terminal, JSON lines on stderr otherwise.
+    RotateKek {
+        #[command(flatten)]
+        data: DataDir,
     },
 }
 
@@ -180,6 +196,9 @@ fn main() -> ExitCode {
             command: AdminCommand::RotateSigningKey(args),
         } => admin_rotate(args),
         Command::Audit { command } => audit(command),
+        Command::Keys {
+            command: KeysCommand::RotateKek { data },
+        } => rotate_kek(&data.path),
         Command::Selftest {
             command: SelftestCommand::PanicHook,
         } => selftest_panic_hook(),
@@ -388,6 +407,32 @@ fn admin_bootstrap(args: AdminArgs, token_binding: &str) -> anyhow::Result<ExitC
         }
         (status, body) => anyhow::bail!("admin socket answered {status}: {body}"),
     }
+}
+
+fn rotate_kek(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    use std::io::IsTerminal as _;
+    let terminal = std::io::stderr().is_terminal();
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "re-wrapping {bar:40} {pos}/{len} versions (eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let r = block_on(bulwark_server::kek_rotation::rotate_kek(
+        dir,
+        |done, total| {
+            if terminal {
+                bar.set_length(total);
+                bar.set_position(done);
+            } else {
+                eprintln!("{}", serde_json::json!({"rewrapped": done, "total": total}));
+            }
+        },
+    ))??;
+    bar.finish_and_clear();
+    println!("{}", serde_json::to_string_pretty(&r)?);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn admin_rotate(args: AdminArgs) -> anyhow::Result<ExitCode> {
