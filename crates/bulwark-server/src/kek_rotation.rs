@@ -59,6 +59,12 @@ pub async fn rotate_kek(dir: &Path, progress: impl Fn(u64, u64)) -> anyhow::Resu
     }
     let kek_path = dir.join(KEK_FILE);
     let next_path = dir.join(KEK_NEXT_FILE);
+    if !kek_path.exists() {
+        bail!(
+            "no `{KEK_FILE}` in `{}`: a KEK given by BULWARK_KEK is rotated by the secret manager that holds it (not supported yet)",
+            dir.display()
+        );
+    }
     let current = Kek::decode(&read_private(&kek_path)?).context("`kek.key` is not a valid KEK")?;
     let next = if next_path.exists() {
         Kek::decode(&read_private(&next_path)?).context("`kek.next.key` is not a valid KEK")?

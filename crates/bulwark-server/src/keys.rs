@@ -54,8 +54,8 @@ pub struct InstanceKeys {
 }
 
 impl InstanceKeys {
-    /// Fresh material held only in memory.
-    pub fn ephemeral(names: &[String]) -> anyhow::Result<Self> {
+    /// Fresh material held only in memory; `kek` from the environment if given.
+    pub fn ephemeral(names: &[String], kek: Option<Kek>) -> anyhow::Result<Self> {
         let now = OffsetDateTime::now_utc();
         let instance_id = new_instance_id()?;
         let ca = bulwark_pki::create_root_ca(&instance_id, now)?;
@@ -72,7 +72,10 @@ impl InstanceKeys {
             ca_key_pem: ca.key_pem,
             server_cert_pem: server.cert_pem,
             server_key_pem: server.key_pem,
-            kek: Kek::generate()?,
+            kek: match kek {
+                Some(k) => k,
+                None => Kek::generate()?,
+            },
             signing: SigningKey::generate()?,
             ledger: SigningKey::generate()?,
         })
@@ -80,7 +83,13 @@ impl InstanceKeys {
 
     /// Loads the material from `dir`, creating it on first start. Returns whether it was
     /// created.
-    pub fn load_or_create(dir: &Path, names: &[String]) -> anyhow::Result<(Self, bool)> {
+    /// `env_kek` is the KEK from `BULWARK_KEK`: used instead of `kek.key` (which is then
+    /// never written); if both exist they must be the same key.
+    pub fn load_or_create(
+        dir: &Path,
+        names: &[String],
+        env_kek: Option<Kek>,
+    ) -> anyhow::Result<(Self, bool)> {
         let id_path = dir.join(INSTANCE_ID);
         if !id_path.exists() {
             let present: Vec<&str> = [
@@ -101,8 +110,9 @@ impl InstanceKeys {
                     present.join(", ")
                 );
             }
-            let keys = Self::ephemeral(names)?;
-            keys.persist(dir)?;
+            let from_env = env_kek.is_some();
+            let keys = Self::ephemeral(names, env_kek)?;
+            keys.persist(dir, !from_env)?;
             return Ok((keys, true));
         }
         let instance_id = std::fs::read_to_string(&id_path)
@@ -112,8 +122,25 @@ impl InstanceKeys {
         let ca_cert_pem = std::fs::read_to_string(dir.join(CA_CERT))
             .with_context(|| format!("missing `{CA_CERT}` in `{}`", dir.display()))?;
         let ca_key_pem = read_private(&dir.join(CA_KEY))?;
-        let kek = Kek::decode(&read_private(&dir.join(KEK_FILE))?)
-            .with_context(|| format!("`{KEK_FILE}` is not a valid KEK"))?;
+        let kek = match env_kek {
+            Some(k) if dir.join(KEK_FILE).exists() => {
+                let file = Kek::decode(&read_private(&dir.join(KEK_FILE))?)
+                    .with_context(|| format!("`{KEK_FILE}` is not a valid KEK"))?;
+                if file.kid() != k.kid() {
+                    bail!(
+                        "BULWARK_KEK (kid {}) and `{KEK_FILE}` (kid {}) are different keys: refusing to guess",
+                        k.kid(),
+                        file.kid()
+                    );
+                }
+                k
+            }
+            Some(k) => k,
+            None => Kek::decode(&read_private(&dir.join(KEK_FILE)).with_context(|| {
+                format!("no `{KEK_FILE}` and no BULWARK_KEK: the KEK is missing, refusing to make a new one")
+            })?)
+            .with_context(|| format!("`{KEK_FILE}` is not a valid KEK"))?,
+        };
         let signing = SigningKey::decode(&read_private(&dir.join(SIGNING_KEY))?)
             .with_context(|| format!("`{SIGNING_KEY}` is not a valid signing key"))?;
         let ledger = if !dir.join(LEDGER_KEY).exists() && !dir.join(JOURNAL_DB).exists() {
@@ -166,7 +193,7 @@ impl InstanceKeys {
         ))
     }
 
-    fn persist(&self, dir: &Path) -> anyhow::Result<()> {
+    fn persist(&self, dir: &Path, write_kek: bool) -> anyhow::Result<()> {
         // Keys first, the instance id last: a crash part-way leaves no `instance-id`, and
         // the next start refuses to overwrite the partial set instead of mixing two.
         write_atomic(&dir.join(CA_KEY), self.ca_key_pem.as_bytes(), 0o600)?;
@@ -177,7 +204,9 @@ impl InstanceKeys {
             self.server_cert_pem.as_bytes(),
             0o644,
         )?;
-        write_atomic(&dir.join(KEK_FILE), self.kek.encode().as_bytes(), 0o600)?;
+        if write_kek {
+            write_atomic(&dir.join(KEK_FILE), self.kek.encode().as_bytes(), 0o600)?;
+        }
         write_atomic(
             &dir.join(SIGNING_KEY),
             self.signing.encode().as_bytes(),
@@ -273,9 +302,9 @@ mod tests {
     #[test]
     fn second_start_reuses_everything() {
         let t = tempfile::tempdir().unwrap();
-        let (a, created) = InstanceKeys::load_or_create(t.path(), &names()).unwrap();
+        let (a, created) = InstanceKeys::load_or_create(t.path(), &names(), None).unwrap();
         assert!(created);
-        let (b, created) = InstanceKeys::load_or_create(t.path(), &names()).unwrap();
+        let (b, created) = InstanceKeys::load_or_create(t.path(), &names(), None).unwrap();
         assert!(!created);
         assert_eq!(a.instance_id, b.instance_id);
         assert_eq!(a.ca_cert_pem, b.ca_cert_pem);
@@ -296,9 +325,9 @@ mod tests {
     #[test]
     fn new_names_reissue_only_the_server_certificate() {
         let t = tempfile::tempdir().unwrap();
-        let (a, _) = InstanceKeys::load_or_create(t.path(), &names()).unwrap();
+        let (a, _) = InstanceKeys::load_or_create(t.path(), &names(), None).unwrap();
         let more = vec!["localhost".into(), "bulwark.internal".into()];
-        let (b, _) = InstanceKeys::load_or_create(t.path(), &more).unwrap();
+        let (b, _) = InstanceKeys::load_or_create(t.path(), &more, None).unwrap();
         assert_eq!(a.ca_cert_pem, b.ca_cert_pem);
         assert_ne!(a.server_cert_pem, b.server_cert_pem);
         assert!(
@@ -310,20 +339,41 @@ mod tests {
     }
 
     #[test]
+    fn a_kek_from_the_environment_is_never_written_and_must_agree_with_a_file() {
+        let t = tempfile::tempdir().unwrap();
+        let env = || Some(Kek::decode(&Kek::generate().unwrap().encode()).unwrap());
+        let k = Kek::generate().unwrap();
+        let same = || Some(Kek::decode(&k.encode()).unwrap());
+        let (a, _) = InstanceKeys::load_or_create(t.path(), &names(), same()).unwrap();
+        assert_eq!(a.kek.kid(), k.kid());
+        assert!(!t.path().join(KEK_FILE).exists(), "never written");
+        let (b, _) = InstanceKeys::load_or_create(t.path(), &names(), same()).unwrap();
+        assert_eq!(b.kek.kid(), k.kid());
+        assert!(
+            InstanceKeys::load_or_create(t.path(), &names(), None).is_err(),
+            "no KEK at all"
+        );
+        // A file and a different environment key: refused.
+        write_atomic(&t.path().join(KEK_FILE), k.encode().as_bytes(), 0o600).unwrap();
+        assert!(InstanceKeys::load_or_create(t.path(), &names(), env()).is_err());
+        assert!(InstanceKeys::load_or_create(t.path(), &names(), same()).is_ok());
+    }
+
+    #[test]
     fn a_missing_kek_is_an_error_not_a_new_key() {
         let t = tempfile::tempdir().unwrap();
-        InstanceKeys::load_or_create(t.path(), &names()).unwrap();
+        InstanceKeys::load_or_create(t.path(), &names(), None).unwrap();
         std::fs::remove_file(t.path().join(KEK_FILE)).unwrap();
-        assert!(InstanceKeys::load_or_create(t.path(), &names()).is_err());
+        assert!(InstanceKeys::load_or_create(t.path(), &names(), None).is_err());
     }
 
     #[test]
     fn orphan_key_files_without_instance_id_are_not_overwritten() {
         let t = tempfile::tempdir().unwrap();
-        InstanceKeys::load_or_create(t.path(), &names()).unwrap();
+        InstanceKeys::load_or_create(t.path(), &names(), None).unwrap();
         std::fs::remove_file(t.path().join(INSTANCE_ID)).unwrap();
         let before = std::fs::read(t.path().join(CA_KEY)).unwrap();
-        assert!(InstanceKeys::load_or_create(t.path(), &names()).is_err());
+        assert!(InstanceKeys::load_or_create(t.path(), &names(), None).is_err());
         assert_eq!(before, std::fs::read(t.path().join(CA_KEY)).unwrap());
     }
 }

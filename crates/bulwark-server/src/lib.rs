@@ -99,9 +99,12 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
                     dir.display()
                 );
             }
-            InstanceKeys::load_or_create(dir, &cfg.server_names)?
+            InstanceKeys::load_or_create(dir, &cfg.server_names, env_kek()?)?
         }
-        None => (InstanceKeys::ephemeral(&cfg.server_names)?, true),
+        None => (
+            InstanceKeys::ephemeral(&cfg.server_names, env_kek()?)?,
+            true,
+        ),
     };
     let tls = keys.tls_config()?;
     let key_view = Arc::new(projections::KeyView::default());
@@ -227,6 +230,20 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The KEK from `BULWARK_KEK` (standard base64 of 32 bytes), if set. It is read from the
+/// environment only, never from a flag (argv is visible to every local user).
+fn env_kek() -> anyhow::Result<Option<bulwark_crypto::Kek>> {
+    match std::env::var("BULWARK_KEK") {
+        Ok(v) if !v.trim().is_empty() => {
+            let v = zeroize::Zeroizing::new(v);
+            Ok(Some(bulwark_crypto::Kek::decode(&v).context(
+                "BULWARK_KEK is not a valid KEK (standard base64 of 32 bytes)",
+            )?))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// Opens the journal (SQLite in the data directory, memory in amnesia mode). A journal
