@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
-use http_body_util::{BodyExt as _, Empty, Limited};
+use http_body_util::{BodyExt as _, Full, Limited};
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, ServerName};
@@ -52,6 +52,28 @@ impl Client {
 
     /// `GET url`; returns the status and body.
     pub async fn get(&self, url: &str) -> anyhow::Result<(u16, Vec<u8>)> {
+        let mut headers = Vec::new();
+        if let Some(t) = &self.bearer {
+            headers.push((
+                http::header::AUTHORIZATION,
+                zeroize::Zeroizing::new(format!("Bearer {}", t.as_str())),
+            ));
+        }
+        let (status, _, body) = self
+            .send(http::Method::GET, url, &headers, Vec::new())
+            .await?;
+        Ok((status, body))
+    }
+
+    /// Any request; returns the status, the headers and the body. Header values (tokens,
+    /// proofs) are passed in zeroizing buffers.
+    pub async fn send(
+        &self,
+        method: http::Method,
+        url: &str,
+        headers: &[(http::HeaderName, zeroize::Zeroizing<String>)],
+        body: Vec<u8>,
+    ) -> anyhow::Result<(u16, http::HeaderMap, Vec<u8>)> {
         let uri: http::Uri = url
             .parse()
             .with_context(|| format!("invalid URL `{url}`"))?;
@@ -71,21 +93,25 @@ impl Client {
             .context("HTTP handshake")?;
         tokio::spawn(conn);
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
-        let mut req = http::Request::get(path).header(http::header::HOST, host);
-        if let Some(t) = &self.bearer {
-            req = req.header(
-                http::header::AUTHORIZATION,
-                format!("Bearer {}", t.as_str()),
-            );
+        let authority = uri
+            .authority()
+            .map_or(host.clone(), |a| a.as_str().to_owned());
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(http::header::HOST, authority);
+        for (name, value) in headers {
+            req = req.header(name, value.as_str());
         }
-        let req = req.body(Empty::<axum::body::Bytes>::new())?;
+        let req = req.body(Full::new(axum::body::Bytes::from(body)))?;
         let resp = sender.send_request(req).await.context("request failed")?;
         let status = resp.status().as_u16();
+        let resp_headers = resp.headers().clone();
         let body = Limited::new(resp.into_body(), MAX_BODY)
             .collect()
             .await
             .map_err(|e| anyhow::anyhow!("reading response: {e}"))?
             .to_bytes();
-        Ok((status, body.to_vec()))
+        Ok((status, resp_headers, body.to_vec()))
     }
 }

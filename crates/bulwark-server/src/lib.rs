@@ -17,7 +17,7 @@ pub mod audit_cli;
 pub mod authn;
 pub mod client;
 pub mod config;
-mod fsutil;
+pub mod fsutil;
 pub mod hygiene;
 pub mod kek_rotation;
 pub mod keys;
@@ -25,6 +25,7 @@ pub mod mirror;
 pub mod oauth;
 pub mod projections;
 pub mod readiness;
+pub mod remote;
 pub mod routes;
 pub mod token_keys;
 

@@ -42,6 +42,30 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// Save a client profile (server URL, CA, credentials, a fresh DPoP key) 0600 and check
+    /// it by getting a token. The client secret is read from stdin, never from argv.
+    Login {
+        /// The API's URL.
+        #[arg(long, value_name = "URL")]
+        server: String,
+        /// The CA certificate to trust (PEM).
+        #[arg(long, value_name = "FILE")]
+        ca: PathBuf,
+        /// The service principal's client id.
+        #[arg(long, value_name = "ID")]
+        client_id: String,
+        /// Where to save the profile [default: $BULWARK_PROFILE or ~/.config/bulwark/profile.json].
+        #[arg(long, value_name = "FILE")]
+        profile: Option<PathBuf>,
+    },
+    /// Secrets on a server, with the saved profile.
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+        /// The profile to use [default: $BULWARK_PROFILE or ~/.config/bulwark/profile.json].
+        #[arg(long, value_name = "FILE", global = true)]
+        profile: Option<PathBuf>,
+    },
     /// Key management (the server stopped).
     Keys {
         #[command(subcommand)]
@@ -69,6 +93,59 @@ enum Command {
         /// Set an existing journal aside (renamed, never deleted) and restore over it.
         #[arg(long)]
         replace: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// Write a new version; the value comes from stdin (raw bytes) or `--file`.
+    Put {
+        /// `org/app/env`.
+        #[arg(long, value_name = "ORG/APP/ENV")]
+        env: String,
+        /// The secret's name.
+        name: String,
+        /// Read the value from this file instead of stdin.
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
+    /// Print a value (raw bytes) to stdout, or to `--out` (0600).
+    Get {
+        /// `org/app/env`.
+        #[arg(long, value_name = "ORG/APP/ENV")]
+        env: String,
+        /// The secret's name.
+        name: String,
+        /// A version [default: the latest].
+        #[arg(long)]
+        version: Option<u64>,
+        /// Write the value to this file (0600) instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// List names and latest versions.
+    List {
+        /// `org/app/env`.
+        #[arg(long, value_name = "ORG/APP/ENV")]
+        env: String,
+    },
+    /// Delete a secret (a journaled tombstone version).
+    Delete {
+        /// `org/app/env`.
+        #[arg(long, value_name = "ORG/APP/ENV")]
+        env: String,
+        /// The secret's name.
+        name: String,
+    },
+    /// Read every secret of an env (each read journaled) and write the `BULWARK_SECRETS_V1`
+    /// file: 0400, in a 0700 directory, replaced atomically.
+    Render {
+        /// `org/app/env`.
+        #[arg(long, value_name = "ORG/APP/ENV")]
+        env: String,
+        /// The file to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
     },
 }
 
@@ -178,6 +255,8 @@ struct AdminArgs {
     json: bool,
 }
 
+mod secrets_cli;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -199,6 +278,15 @@ fn main() -> ExitCode {
         Command::Keys {
             command: KeysCommand::RotateKek { data },
         } => rotate_kek(&data.path),
+        Command::Login {
+            server,
+            ca,
+            client_id,
+            profile,
+        } => block_on(secrets_cli::login(&server, &ca, &client_id, profile)).and_then(|r| r),
+        Command::Secrets { command, profile } => {
+            block_on(secrets_cli::run(command, profile)).and_then(|r| r)
+        }
         Command::Selftest {
             command: SelftestCommand::PanicHook,
         } => selftest_panic_hook(),
