@@ -197,6 +197,71 @@ impl AccessVerifier {
     }
 }
 
+/// Claims of access tokens whose signature and claims were verified, keyed by the SHA-256
+/// of the token (the token itself is not kept). A hit still re-checks expiry; revocation
+/// and binding are checked per request by the caller as for a miss. Sharded; a full shard
+/// is emptied (the cost of a miss is one signature check). Clear it when the key set
+/// changes.
+pub struct VerifiedTokens {
+    shards: Vec<std::sync::Mutex<HashMap<[u8; 32], std::sync::Arc<AccessClaims>>>>,
+    per_shard: usize,
+}
+
+const TOKEN_SHARDS: usize = 16;
+
+impl VerifiedTokens {
+    /// A cache holding about `capacity` tokens.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            shards: (0..TOKEN_SHARDS)
+                .map(|_| std::sync::Mutex::new(HashMap::new()))
+                .collect(),
+            per_shard: capacity.div_ceil(TOKEN_SHARDS).max(1),
+        }
+    }
+
+    fn shard(
+        &self,
+        h: &[u8; 32],
+    ) -> Option<std::sync::MutexGuard<'_, HashMap<[u8; 32], std::sync::Arc<AccessClaims>>>> {
+        self.shards
+            .get(usize::from(h[0]) % TOKEN_SHARDS)
+            .and_then(|m| m.lock().ok())
+    }
+
+    /// The cached claims of `token`, if it was verified and has not expired since.
+    pub fn get(&self, token: &str, now: i64) -> Option<std::sync::Arc<AccessClaims>> {
+        let h = bulwark_crypto::sha256(token.as_bytes());
+        let mut shard = self.shard(&h)?;
+        let claims = shard.get(&h)?.clone();
+        if claims.exp <= now - SKEW_SECS {
+            shard.remove(&h);
+            return None;
+        }
+        Some(claims)
+    }
+
+    /// Remembers verified claims.
+    pub fn insert(&self, token: &str, claims: std::sync::Arc<AccessClaims>) {
+        let h = bulwark_crypto::sha256(token.as_bytes());
+        if let Some(mut shard) = self.shard(&h) {
+            if shard.len() >= self.per_shard {
+                shard.clear();
+            }
+            shard.insert(h, claims);
+        }
+    }
+
+    /// Forgets everything (after a key-set change).
+    pub fn clear(&self) {
+        for s in &self.shards {
+            if let Ok(mut m) = s.lock() {
+                m.clear();
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -314,6 +379,29 @@ pub(crate) mod tests {
             v.verify(&resign(&hdr, &p.to_string(), &k), now),
             Err(Refusal::BadIssuer)
         );
+    }
+
+    #[test]
+    fn the_verified_cache_rechecks_expiry_and_is_bounded() {
+        let now = jose::now_secs();
+        let c = VerifiedTokens::new(32);
+        let mut claims = claims(now);
+        c.insert("tok", std::sync::Arc::new(claims.clone()));
+        assert!(c.get("tok", now).is_some());
+        assert!(c.get("other", now).is_none());
+        assert!(
+            c.get("tok", claims.exp + SKEW_SECS).is_none(),
+            "expired entries are not served"
+        );
+        assert!(c.get("tok", now).is_none(), "and are dropped");
+        claims.exp = now + 60;
+        for i in 0..1000 {
+            c.insert(&format!("t{i}"), std::sync::Arc::new(claims.clone()));
+        }
+        let held: usize = c.shards.iter().map(|s| s.lock().unwrap().len()).sum();
+        assert!(held <= 32 + TOKEN_SHARDS);
+        c.clear();
+        assert!(c.get("t999", now).is_none());
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub struct Auth {
     pub require_token_nonce: bool,
     /// Key of signed paging cursors (per process: a cursor does not survive a restart).
     pub cursor_key: aws_lc_rs::hmac::Key,
+    /// Claims of verified tokens.
+    verified: bulwark_identity::token::VerifiedTokens,
     /// Bounds concurrent Argon2id verifications (19 MiB each) to twice the cores.
     pub argon_slots: tokio::sync::Semaphore,
     /// When this process started (Unix seconds). The replay caches live in memory, so
@@ -89,6 +91,7 @@ impl Auth {
             require_token_nonce,
             cursor_key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, ck.as_ref()),
             started_secs: bulwark_identity::jose::now_secs(),
+            verified: bulwark_identity::token::VerifiedTokens::new(65_536),
             argon_slots: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
             ),
@@ -96,9 +99,15 @@ impl Auth {
         })
     }
 
-    /// Verifies an access token's signature and claims (no binding, no revocation).
-    pub fn verify(&self, token: &str, now: i64) -> Result<AccessClaims, Refusal> {
-        self.keyset().verifier.verify(token, now)
+    /// Verifies an access token's signature and claims (no binding, no revocation); a
+    /// token verified before is answered from the cache (expiry re-checked).
+    pub fn verify(&self, token: &str, now: i64) -> Result<Arc<AccessClaims>, Refusal> {
+        if let Some(c) = self.verified.get(token, now) {
+            return Ok(c);
+        }
+        let claims = Arc::new(self.keyset().verifier.verify(token, now)?);
+        self.verified.insert(token, claims.clone());
+        Ok(claims)
     }
 
     /// The current keys: the active one, and retired ones still within their window.
@@ -120,6 +129,8 @@ impl Auth {
             .keys
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = set;
+        // Tokens of a key that left the set must not be served from the cache.
+        self.verified.clear();
         Ok(())
     }
 
@@ -221,7 +232,7 @@ pub struct Caller {
     /// The org its token is confined to (`None`: an instance principal).
     pub org: Option<Name>,
     /// The verified claims.
-    pub claims: AccessClaims,
+    pub claims: Arc<AccessClaims>,
 }
 
 impl Caller {

@@ -591,7 +591,7 @@ async fn introspect(
     if !live || !within_reach(&state, &client, &claims, false) {
         return Ok(inactive());
     }
-    let mut v = serde_json::to_value(&claims).map_err(|_| internal())?;
+    let mut v = serde_json::to_value(&*claims).map_err(|_| internal())?;
     if let Some(o) = v.as_object_mut() {
         o.insert("active".into(), true.into());
         o.insert(
