@@ -92,6 +92,21 @@ for _ in $(seq 100); do "$BAO" secrets enable -path=secret kv-v2 >/dev/null 2>&1
 "$LOAD" openbao seed https://localhost:$O_PORT "$CA" "$BAO_TOKEN" 16 0 "$KEYS" >/dev/null
 
 run() { "$LOAD" "$1" "$2" "$3" "$CA" "$4" "$CONNS" "$DURATION" "$KEYS"; }
+
+# PROFILE=1: where a bearer read's server time goes (perf, on the Bulwark process only).
+if [ "${PROFILE:-0}" = 1 ]; then
+  perf record -F 499 -g -p "${pids[0]}" -o "$work/perf.data" -- sleep "$DURATION" >/dev/null 2>&1 &
+  perf_pid=$!
+  run bulwark-bearer read $U "$BEARER"
+  wait "$perf_pid" || true
+  echo "--- by object"
+  perf report -i "$work/perf.data" --no-children --stdio --sort dso --percent-limit 1 2>/dev/null \
+    | grep -E '^ +[0-9]' | sed 's/ \+$//' | cut -c1-90 | head -15
+  echo "--- by symbol (Rust symbols demangled, >= 0.7 %)"
+  perf report -i "$work/perf.data" --no-children --stdio --sort symbol --percent-limit 0.7 2>/dev/null \
+    | grep -E '^ +[0-9]' | sed 's/ \+-.*$//' | cut -c1-140 | head -40
+  exit 0
+fi
 : >"$work/results"
 for r in $(seq "$ROUNDS"); do
   run openbao read https://localhost:$O_PORT "$BAO_TOKEN" >>"$work/results"
