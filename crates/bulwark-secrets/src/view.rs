@@ -94,6 +94,9 @@ pub enum SecretEvent {
         kek_kid: String,
         /// Plaintext length.
         size: u64,
+        /// The version whose value this one restores (after a delete).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        restored_from: Option<u64>,
     },
     /// The secret was deleted (a tombstone version).
     #[serde(rename = "secret.delete")]
@@ -252,6 +255,7 @@ impl Projection for SecretsView {
                 digest,
                 kek_kid,
                 size,
+                ..
             } => m.entry(key).or_default().push(VersionMeta {
                 version,
                 state: VersionState::Live,
@@ -334,6 +338,7 @@ mod tests {
                 digest: "d1".into(),
                 kek_kid: "k".into(),
                 size: 3,
+                restored_from: None,
             },
             SecretEvent::Put {
                 key: key("a"),
@@ -341,6 +346,7 @@ mod tests {
                 digest: "d2".into(),
                 kek_kid: "k".into(),
                 size: 3,
+                restored_from: None,
             },
             SecretEvent::Put {
                 key: key("a"),
@@ -348,6 +354,7 @@ mod tests {
                 digest: "d3".into(),
                 kek_kid: "k".into(),
                 size: 3,
+                restored_from: None,
             },
             SecretEvent::Destroy {
                 key: key("a"),

@@ -219,11 +219,33 @@ async fn versions_reads_writers_delete_and_destroy() {
         reader.get(&format!("{PROD}/db?version=2")).await.status,
         404
     );
-    // A new put revives it at version 4.
+    // An explicit restore brings version 2's value back as version 4 (the writer never
+    // sees it); a destroyed version cannot be restored.
+    let r = deployer
+        .post(&format!("{PROD}/db/versions/2/restore"), json!({}))
+        .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        (
+            r.json()["version"].as_u64(),
+            r.json()["restored_from"].as_u64()
+        ),
+        (Some(4), Some(2))
+    );
+    assert!(!String::from_utf8_lossy(&r.body).contains("s3cr3t"));
+    assert_eq!(value_of(&reader.get(&format!("{PROD}/db")).await), SECRET);
+    assert_eq!(
+        deployer
+            .post(&format!("{PROD}/db/versions/1/restore"), json!({}))
+            .await
+            .status,
+        404
+    );
+    // A new put makes version 5.
     let r = deployer
         .call("PUT", &format!("{PROD}/db"), Some(put_body(b"again")))
         .await;
-    assert_eq!(r.json()["version"], 4);
+    assert_eq!(r.json()["version"], 5);
     assert_eq!(value_of(&reader.get(&format!("{PROD}/db")).await), b"again");
 }
 

@@ -126,6 +126,11 @@ pub(super) fn routes(t: Table) -> Table {
             "/v1/orgs/{org}/apps/{app}/envs/{env}/secrets/{name}/versions/{version}/destroy",
             post(destroy),
         )
+        .add(
+            Method::POST,
+            "/v1/orgs/{org}/apps/{app}/envs/{env}/secrets/{name}/versions/{version}/restore",
+            post(restore),
+        )
 }
 
 type EnvPath = Path<(String, String, String)>;
@@ -297,6 +302,7 @@ async fn put_secret(
         digest: digest(&sealed),
         kek_kid: sealed.kek_kid.clone(),
         size: value.len() as u64,
+        restored_from: None,
     };
     ctx.recheck(&s, &caller, Permission::WriteSecret, &scope)?;
     let seq = append(&s, &ctx, &caller, &event).await?;
@@ -555,6 +561,86 @@ async fn delete(
     )
     .await?;
     Ok(Json(json!({"name": key.name, "tombstone_version": version, "seq": seq})).into_response())
+}
+
+/// Restores an old version's value as a new version (after a delete, or to roll back).
+/// The value is decrypted and re-sealed inside the server; the caller never sees it, so
+/// `write_secret` suffices.
+async fn restore(
+    State(s): State<Arc<AppState>>,
+    ctx: Ctx,
+    caller: Caller,
+    Path((org, app, env, secret, version)): Path<(String, String, String, String, u64)>,
+) -> Result<Response, ApiProblem> {
+    let scope = env_scope(&org, &app, &env)?;
+    ctx.authorize(&s, &caller, Permission::WriteSecret, &scope)
+        .await?;
+    let key = secret_key(&scope, &secret)?;
+    let _seq = s.sequencer.lock().await;
+    let versions = s
+        .secrets_view
+        .versions(&key)
+        .ok_or_else(|| not_found(format!("secret `{}`", key.name)))?;
+    let old = versions
+        .iter()
+        .find(|m| m.version == version && m.state == VersionState::Live)
+        .cloned()
+        .ok_or_else(|| not_found(format!("live version {version} of `{}`", key.name)))?;
+    let next = versions.last().map_or(1, |m| m.version + 1);
+    let value = s
+        .secret_cache
+        .get(&key, old.version)
+        .filter(|e| old.digest.as_deref() == Some(digest(e).as_str()))
+        .and_then(|e| envelope::open(&s.kek, &coordinates(&key, old.version), &e).ok())
+        .ok_or_else(|| {
+            metrics::counter!(bulwark_http::metrics::INTEGRITY_FAIL_TOTAL).increment(1);
+            tracing::error!(
+                resource = bulwark_secrets::view::resource(&key, old.version),
+                "secret integrity failure during restore"
+            );
+            problem(
+                ProblemCode::IntegrityFailure,
+                "the stored version failed its integrity check; nothing was restored",
+            )
+        })?;
+    let sealed = envelope::seal(&s.kek, &coordinates(&key, next), &value)
+        .map_err(|e| problem(ProblemCode::Internal, e.to_string()))?;
+    let row = SecretRow {
+        org: key.org.clone(),
+        app: key.app.clone(),
+        env: key.env.clone(),
+        name: key.name.clone(),
+        version: next,
+        kek_kid: sealed.kek_kid.clone(),
+        wrapped_dek: sealed.wrapped_dek.clone(),
+        ciphertext: Some(sealed.ciphertext.clone()),
+    };
+    let blobs = s.secret_blobs.clone();
+    tokio::task::spawn_blocking(move || blobs.put(&row))
+        .await
+        .map_err(|_| problem(ProblemCode::Internal, "store task failed"))?
+        .map_err(|e| {
+            tracing::error!(error = %e, "secret store write failed");
+            ApiProblem(
+                Problem::new(ProblemCode::NotReady, "the secret store cannot write").retry_after(1),
+            )
+        })?;
+    let event = SecretEvent::Put {
+        key: key.clone(),
+        version: next,
+        digest: digest(&sealed),
+        kek_kid: sealed.kek_kid.clone(),
+        size: value.len() as u64,
+        restored_from: Some(old.version),
+    };
+    ctx.recheck(&s, &caller, Permission::WriteSecret, &scope)?;
+    let seq = append(&s, &ctx, &caller, &event).await?;
+    s.secret_cache.insert(key.clone(), next, sealed);
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"name": key.name, "version": next, "restored_from": old.version, "seq": seq})),
+    )
+        .into_response())
 }
 
 async fn destroy(
