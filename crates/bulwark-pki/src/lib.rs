@@ -2,14 +2,17 @@
 //!
 //! Owns: creating the instance's root CA (ECDSA P-256) and issuing the server's TLS
 //! certificate from it; reading back what a certificate says (names, expiry) to decide
-//! whether a stored one can be reused. Issue 6 extends this crate with the intermediate,
-//! CSR signing, SPIFFE ids, CRLs and revocation-aware verifiers.
+//! whether a stored one can be reused. The hierarchy of root and intermediate, SPIFFE ids
+//! and CSR signing ([`ca`]); CRLs and revocation-aware verifiers come with the rest of
+//! issue 6.
 //!
 //! Must never: perform I/O (the server stores the PEM this crate returns), log or expose a
 //! private key except through a zeroizing buffer, or issue a leaf valid for more than
 //! [`MAX_LEAF_VALIDITY`].
 
 #![forbid(unsafe_code)]
+
+pub mod ca;
 
 use std::time::Duration;
 
@@ -27,7 +30,7 @@ pub const MAX_LEAF_VALIDITY: Duration = Duration::from_secs(30 * 24 * 3600);
 pub const ROOT_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 /// Certificates are back-dated by this much to tolerate clock skew between hosts.
-const BACKDATE: Duration = Duration::from_secs(300);
+pub(crate) const BACKDATE: Duration = Duration::from_secs(300);
 
 /// Errors from certificate work. Never carries key material.
 #[derive(Debug, thiserror::Error)]
