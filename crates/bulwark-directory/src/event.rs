@@ -148,6 +148,40 @@ pub enum Event {
         /// Who.
         subject: String,
     },
+    /// A node was registered in an org.
+    #[serde(rename = "node.create")]
+    NodeCreate {
+        /// The org.
+        org: String,
+        /// The node's name.
+        node: String,
+    },
+    /// A single-use join token was minted for a node (only its SHA-256 is kept).
+    #[serde(rename = "node.join_token")]
+    NodeJoinToken {
+        /// The org.
+        org: String,
+        /// The node.
+        node: String,
+        /// Hex SHA-256 of the token.
+        token_hash: String,
+        /// Unix seconds after which it is refused.
+        expires_at: i64,
+    },
+    /// A node enrolled with a join token (which is now used up).
+    #[serde(rename = "node.enroll")]
+    NodeEnroll {
+        /// The org.
+        org: String,
+        /// The node.
+        node: String,
+        /// The token it used.
+        token_hash: String,
+        /// Its SPIFFE id.
+        spiffe_id: String,
+        /// Its certificate's end (Unix seconds).
+        not_after: i64,
+    },
     /// One access token was revoked (RFC 7009).
     #[serde(rename = "token.revoke")]
     TokenRevoke {
@@ -183,6 +217,9 @@ impl Event {
             Self::RelationGrant { .. } => "relation.grant",
             Self::RelationRevoke { .. } => "relation.revoke",
             Self::TokenRevoke { .. } => "token.revoke",
+            Self::NodeCreate { .. } => "node.create",
+            Self::NodeJoinToken { .. } => "node.join_token",
+            Self::NodeEnroll { .. } => "node.enroll",
         }
     }
 
@@ -203,6 +240,9 @@ impl Event {
                 | "relation.grant"
                 | "relation.revoke"
                 | "token.revoke"
+                | "node.create"
+                | "node.join_token"
+                | "node.enroll"
         )
     }
 
@@ -229,6 +269,9 @@ impl Event {
                 subject,
             } => format!("{scope}#{relation}@{subject}"),
             Self::TokenRevoke { jti, .. } => format!("token/{jti}"),
+            Self::NodeCreate { org, node }
+            | Self::NodeJoinToken { org, node, .. }
+            | Self::NodeEnroll { org, node, .. } => format!("org/{org}/node/{node}"),
         }
     }
 

@@ -18,4 +18,4 @@ pub mod event;
 pub mod state;
 
 pub use event::{Binding, Event, PrincipalKind};
-pub use state::{Directory, DirectoryView, Principal};
+pub use state::{Directory, DirectoryView, JoinToken, Node, Principal};

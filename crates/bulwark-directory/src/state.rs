@@ -49,6 +49,34 @@ impl Principal {
     }
 }
 
+/// A node as the directory knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    /// The org.
+    pub org: String,
+    /// The node's name.
+    pub name: String,
+    /// The entry that registered it.
+    pub created_seq: u64,
+    /// Its SPIFFE id once enrolled.
+    pub spiffe_id: Option<String>,
+    /// Its certificate's end once enrolled (Unix seconds).
+    pub not_after: Option<i64>,
+}
+
+/// A join token (by its hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinToken {
+    /// The org.
+    pub org: String,
+    /// The node it enrols.
+    pub node: String,
+    /// Unix seconds after which it is refused.
+    pub expires_at: i64,
+    /// Whether a node enrolled with it.
+    pub used: bool,
+}
+
 /// The folded state.
 #[derive(Default, Clone)]
 pub struct Directory {
@@ -56,6 +84,8 @@ pub struct Directory {
     relations: Relations,
     principals: HashMap<String, Principal>,
     revoked: HashMap<String, i64>,
+    nodes: BTreeMap<(String, String), Node>,
+    join_tokens: HashMap<String, JoinToken>,
 }
 
 /// The wire form of a snapshot.
@@ -66,6 +96,10 @@ struct Saved {
     tuples: Vec<[String; 3]>,
     principals: Vec<Principal>,
     revoked: Vec<(String, i64)>,
+    #[serde(default)]
+    nodes: Vec<Node>,
+    #[serde(default)]
+    join_tokens: Vec<(String, JoinToken)>,
 }
 
 impl Directory {
@@ -137,6 +171,21 @@ impl Directory {
     /// Whether any principal exists (the bootstrap runs only on an empty directory).
     pub fn has_principals(&self) -> bool {
         !self.principals.is_empty()
+    }
+
+    /// A node.
+    pub fn node(&self, org: &str, node: &str) -> Option<&Node> {
+        self.nodes.get(&(org.to_owned(), node.to_owned()))
+    }
+
+    /// The nodes of an org, by name.
+    pub fn nodes_in(&self, org: &str) -> Vec<&Node> {
+        self.nodes.values().filter(|n| n.org == org).collect()
+    }
+
+    /// A join token by the hex SHA-256 of its value.
+    pub fn join_token(&self, hash: &str) -> Option<&JoinToken> {
+        self.join_tokens.get(hash)
     }
 
     /// Whether a token id was revoked.
@@ -237,6 +286,53 @@ impl Directory {
             } => {
                 self.relations.revoke(&tuple(&s, &relation, &subject)?);
             }
+            Event::NodeCreate { org, node } => {
+                self.nodes
+                    .entry((org.clone(), node.clone()))
+                    .or_insert(Node {
+                        org,
+                        name: node,
+                        created_seq: seq,
+                        spiffe_id: None,
+                        not_after: None,
+                    });
+            }
+            Event::NodeJoinToken {
+                org,
+                node,
+                token_hash,
+                expires_at,
+            } => {
+                // Forget tokens that expired long ago (an hour's grace for audits of used ones).
+                self.join_tokens
+                    .retain(|_, t| t.expires_at.saturating_add(3600) > now);
+                self.join_tokens.insert(
+                    token_hash,
+                    JoinToken {
+                        org,
+                        node,
+                        expires_at,
+                        used: false,
+                    },
+                );
+            }
+            Event::NodeEnroll {
+                org,
+                node,
+                token_hash,
+                spiffe_id,
+                not_after,
+            } => {
+                if let Some(t) = self.join_tokens.get_mut(&token_hash) {
+                    t.used = true;
+                }
+                let n = self
+                    .nodes
+                    .get_mut(&(org, node))
+                    .ok_or("enrolment of an unknown node")?;
+                n.spiffe_id = Some(spiffe_id);
+                n.not_after = Some(not_after);
+            }
             Event::TokenRevoke { jti, exp, .. } => {
                 // Forget revocations of tokens that no verifier would accept any more:
                 // past `exp` plus more than the verifiers' clock skew.
@@ -271,7 +367,15 @@ impl Directory {
         let mut revoked: Vec<(String, i64)> =
             self.revoked.iter().map(|(k, v)| (k.clone(), *v)).collect();
         revoked.sort();
+        let mut join_tokens: Vec<(String, JoinToken)> = self
+            .join_tokens
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        join_tokens.sort_by(|a, b| a.0.cmp(&b.0));
         Saved {
+            nodes: self.nodes.values().cloned().collect(),
+            join_tokens,
             tree: self
                 .tree
                 .iter()
@@ -321,6 +425,12 @@ impl Directory {
             .map(|p| (p.id.clone(), p))
             .collect();
         d.revoked = saved.revoked.into_iter().collect();
+        d.nodes = saved
+            .nodes
+            .into_iter()
+            .map(|n| ((n.org.clone(), n.name.clone()), n))
+            .collect();
+        d.join_tokens = saved.join_tokens.into_iter().collect();
         Ok(d)
     }
 }

@@ -135,6 +135,10 @@ pub struct ServeArgs {
     #[arg(long, env = "BULWARK_NODE_SECRET_READS_RPS", value_name = "N")]
     pub node_secret_reads_rps: Option<u32>,
 
+    /// SPIFFE trust domain of node and service certificates [default: bulwark.local].
+    #[arg(long, env = "BULWARK_TRUST_DOMAIN", value_name = "DOMAIN")]
+    pub trust_domain: Option<String>,
+
     /// Require a server-issued DPoP nonce at the token endpoint (RFC 9449 §8) [default: true].
     #[arg(long, env = "BULWARK_DPOP_NONCE", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub dpop_nonce: Option<bool>,
@@ -173,6 +177,8 @@ pub struct Config {
     pub org_secret_reads: (u32, u32),
     /// Secret reads per node per second; 0 disables.
     pub node_secret_reads: u32,
+    /// SPIFFE trust domain.
+    pub trust_domain: String,
 }
 
 macro_rules! overlay {
@@ -190,7 +196,7 @@ impl ServeArgs {
             max_connections, rate_limit_rps, rate_limit_burst, max_body_bytes,
             max_decoded_bytes, max_decompression_ratio, checkpoint_interval_ms,
             insecure_serve_entry_bundles, readiness_interval_ms, public_url, token_ttl_secs,
-            dpop_nonce, org_secret_reads_rps, org_secret_reads_burst, node_secret_reads_rps)
+            dpop_nonce, org_secret_reads_rps, org_secret_reads_burst, node_secret_reads_rps, trust_domain)
     }
 
     /// Reads the TOML file named by `--config`, if any, and overlays flags and environment
@@ -301,6 +307,18 @@ impl ServeArgs {
                 (rps, self.org_secret_reads_burst.unwrap_or(rps))
             },
             node_secret_reads: self.node_secret_reads_rps.unwrap_or(50),
+            trust_domain: {
+                let td = self.trust_domain.unwrap_or_else(|| "bulwark.local".into());
+                anyhow::ensure!(
+                    !td.is_empty()
+                        && td.bytes().all(|b| b.is_ascii_lowercase()
+                            || b.is_ascii_digit()
+                            || b == b'.'
+                            || b == b'-'),
+                    "trust_domain is lower-case letters, digits, '.' and '-'"
+                );
+                td
+            },
         })
     }
 }

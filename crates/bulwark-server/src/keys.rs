@@ -35,6 +35,18 @@ const LEDGER_KEY: &str = "ledger.key";
 /// The journal database in the data directory.
 pub const JOURNAL_DB: &str = "journal.db";
 
+/// The intermediate CA certificate in the data directory.
+pub const INTERMEDIATE_CERT: &str = "intermediate.pem";
+const INTERMEDIATE_KEY: &str = "intermediate.key";
+
+/// The intermediate CA that signs node and service certificates. No `Debug`.
+pub struct Intermediate {
+    /// Its certificate, PEM.
+    pub cert_pem: String,
+    /// Its key, PEM.
+    pub key_pem: Zeroizing<String>,
+}
+
 /// Everything the instance holds. No `Debug`, no `Clone`.
 pub struct InstanceKeys {
     /// Public identifier of this instance (the journal's origin later).
@@ -227,6 +239,38 @@ impl InstanceKeys {
     /// A copy of the journal's checkpoint key for the appender.
     pub fn ledger_key(&self) -> anyhow::Result<SigningKey> {
         Ok(SigningKey::decode(&self.ledger.encode())?)
+    }
+
+    /// The intermediate CA: loaded from the data directory, or issued from the root when
+    /// missing (first start, or a directory from before the intermediate existed).
+    pub fn intermediate(&self, dir: Option<&Path>) -> anyhow::Result<Intermediate> {
+        if let Some(d) = dir
+            && d.join(INTERMEDIATE_CERT).exists()
+        {
+            return Ok(Intermediate {
+                cert_pem: std::fs::read_to_string(d.join(INTERMEDIATE_CERT))?,
+                key_pem: read_private(&d.join(INTERMEDIATE_KEY))?,
+            });
+        }
+        let issued = bulwark_pki::ca::create_intermediate(
+            &self.ca_cert_pem,
+            &self.ca_key_pem,
+            &self.instance_id,
+            bulwark_pki::ca::KeyAlg::P256,
+            OffsetDateTime::now_utc(),
+        )?;
+        if let Some(d) = dir {
+            write_atomic(&d.join(INTERMEDIATE_KEY), issued.key_pem.as_bytes(), 0o600)?;
+            write_atomic(
+                &d.join(INTERMEDIATE_CERT),
+                issued.cert_pem.as_bytes(),
+                0o644,
+            )?;
+        }
+        Ok(Intermediate {
+            cert_pem: issued.cert_pem,
+            key_pem: issued.key_pem,
+        })
     }
 
     /// The kid of the journal's checkpoint key.

@@ -79,6 +79,12 @@ pub struct AppState {
     pub org_reads: bulwark_http::rate::KeyedRate<String>,
     /// Secret reads per node.
     pub node_reads: bulwark_http::rate::KeyedRate<String>,
+    /// The intermediate CA that signs node certificates.
+    pub intermediate: keys::Intermediate,
+    /// The root CA certificate (PEM) clients trust.
+    pub ca_cert_pem: String,
+    /// The SPIFFE trust domain.
+    pub trust_domain: String,
 }
 
 /// The secret ciphertext store in the data directory.
@@ -108,6 +114,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         ),
     };
     let tls = keys.tls_config()?;
+    let intermediate = keys.intermediate(cfg.data_dir.as_deref())?;
     let key_view = Arc::new(projections::KeyView::default());
     let directory = Arc::new(bulwark_directory::DirectoryView::default());
     let secrets_view = Arc::new(bulwark_secrets::view::SecretsView::default());
@@ -173,6 +180,9 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             cfg.node_secret_reads,
             cfg.node_secret_reads,
         ),
+        intermediate,
+        ca_cert_pem: keys.ca_cert_pem.clone(),
+        trust_domain: cfg.trust_domain.clone(),
     });
 
     if let Some(path) = &cfg.admin_socket {
@@ -197,6 +207,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
                     cfg.insecure_serve_entry_bundles,
                 ))
                 .merge(oauth::router(state.clone()))
+                .merge(api::nodes::enroll_router(state.clone()))
                 .merge(api::router(state.clone())),
         ),
         hardening,

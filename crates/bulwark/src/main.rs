@@ -66,6 +66,11 @@ enum Command {
         #[arg(long, value_name = "FILE", global = true)]
         profile: Option<PathBuf>,
     },
+    /// The node agent.
+    Agent {
+        #[command(subcommand)]
+        command: AgentCommand,
+    },
     /// Key management (the server stopped).
     Keys {
         #[command(subcommand)]
@@ -146,6 +151,26 @@ enum SecretsCommand {
         /// The file to write.
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AgentCommand {
+    /// Enrol this node: make its key here, send a CSR with the single-use join token, and
+    /// store the certificate (the key never leaves the node).
+    Enroll {
+        /// The API's URL.
+        #[arg(long, value_name = "URL")]
+        server: String,
+        /// The CA certificate to trust (PEM).
+        #[arg(long, value_name = "FILE")]
+        ca: PathBuf,
+        /// The join token (single use, short-lived).
+        #[arg(long, value_name = "TOKEN")]
+        token: String,
+        /// Where the node keeps its identity (created 0700) [default: ./bulwark-agent].
+        #[arg(long, value_name = "DIR", default_value = "bulwark-agent")]
+        dir: PathBuf,
     },
 }
 
@@ -255,6 +280,7 @@ struct AdminArgs {
     json: bool,
 }
 
+mod agent_cli;
 mod secrets_cli;
 
 fn main() -> ExitCode {
@@ -278,6 +304,15 @@ fn main() -> ExitCode {
         Command::Keys {
             command: KeysCommand::RotateKek { data },
         } => rotate_kek(&data.path),
+        Command::Agent {
+            command:
+                AgentCommand::Enroll {
+                    server,
+                    ca,
+                    token,
+                    dir,
+                },
+        } => block_on(agent_cli::enroll(&server, &ca, &token, &dir)).and_then(|r| r),
         Command::Login {
             server,
             ca,

@@ -115,6 +115,7 @@ async fn cross_tenant_matrix_every_org_route_answers_403_and_nothing_else() {
                 .replace("{env}", "prod")
                 .replace("{id}", &w.victim_principal)
                 .replace("{name}", "db")
+                .replace("{node}", "n1")
                 .replace("{version}", "1");
             // `{}` is a malformed body for every POST: authorization must answer first.
             let body = (route.method != http::Method::GET).then(|| json!({}));

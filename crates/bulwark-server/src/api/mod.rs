@@ -8,6 +8,7 @@
 //! [`route_table`] and a new route cannot escape the cross-tenant matrix.
 
 mod audit;
+pub mod nodes;
 pub(crate) mod principals;
 mod relations;
 pub mod secrets;
@@ -66,6 +67,7 @@ fn build() -> Table {
     let t = principals::routes(t);
     let t = relations::routes(t);
     let t = secrets::routes(t);
+    let t = nodes::routes(t);
     audit::routes(t)
 }
 

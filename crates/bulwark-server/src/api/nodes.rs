@@ -1,0 +1,277 @@
+//! Nodes and their enrolment: an operator (an admin of the org) registers a node and mints
+//! a single-use join token (15 minutes by default, only its SHA-256 kept, journaled); the
+//! agent makes its key on the node and sends a CSR with the token to `POST /v1/enroll`,
+//! which signs a 24-hour certificate for `spiffe://<trust-domain>/org/<org>/node/<node>`
+//! with the intermediate. The token check and its use are one step under the sequencer,
+//! so two racing requests with one token get one certificate.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use bulwark_authz::Permission;
+use bulwark_core::{Problem, ProblemCode, RequestId, Scope};
+use bulwark_directory::Event;
+use bulwark_http::ApiProblem;
+use bulwark_identity::jose::now_secs;
+use bulwark_pki::ca::{SpiffeId, Workload};
+use http::{HeaderValue, Method, StatusCode, header};
+use serde::Deserialize;
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use super::{Ctx, Table, append_event, body, name, not_found, problem};
+use crate::AppState;
+use crate::authn::Caller;
+
+/// Default and longest join-token lifetime.
+const JOIN_TOKEN_TTL: i64 = 15 * 60;
+const JOIN_TOKEN_MAX_TTL: i64 = 24 * 3600;
+
+pub(super) fn routes(t: Table) -> Table {
+    t.add(Method::POST, "/v1/orgs/{org}/nodes", post(create))
+        .add(Method::GET, "/v1/orgs/{org}/nodes", get(list))
+        .add(
+            Method::POST,
+            "/v1/orgs/{org}/nodes/{node}/join-tokens",
+            post(join_token),
+        )
+}
+
+/// `POST /v1/enroll`: authenticated by the join token alone.
+pub fn enroll_router(state: Arc<AppState>) -> axum::Router {
+    axum::Router::new()
+        .route("/v1/enroll", post(enroll))
+        .with_state(state)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateNode {
+    name: String,
+}
+
+async fn create(
+    State(s): State<Arc<AppState>>,
+    ctx: Ctx,
+    caller: Caller,
+    Path(org): Path<String>,
+    b: Bytes,
+) -> Result<Response, ApiProblem> {
+    let org = name(&org)?;
+    let scope = Scope::Org(org.clone());
+    ctx.authorize(&s, &caller, Permission::Administer, &scope)
+        .await?;
+    let req: CreateNode = body(&b)?;
+    let node = name(&req.name)?;
+    let _seq = s.sequencer.lock().await;
+    {
+        let dir = s.directory.read();
+        if !dir.exists(&scope) {
+            return Err(not_found(&scope));
+        }
+        if dir.node(org.as_str(), node.as_str()).is_some() {
+            return Err(problem(
+                ProblemCode::AlreadyExists,
+                format!("node `{node}` exists"),
+            ));
+        }
+    }
+    let event = Event::NodeCreate {
+        org: org.to_string(),
+        node: node.to_string(),
+    };
+    let seq = ctx
+        .commit(
+            &s,
+            &caller,
+            (Permission::Administer, &scope),
+            Some(&org),
+            &event,
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"org": org.to_string(), "node": node.to_string(), "seq": seq})),
+    )
+        .into_response())
+}
+
+async fn list(
+    State(s): State<Arc<AppState>>,
+    ctx: Ctx,
+    caller: Caller,
+    Path(org): Path<String>,
+) -> Result<Response, ApiProblem> {
+    let org = name(&org)?;
+    let scope = Scope::Org(org.clone());
+    ctx.authorize(&s, &caller, Permission::View, &scope).await?;
+    let dir = s.directory.read();
+    if !dir.exists(&scope) {
+        return Err(not_found(&scope));
+    }
+    let nodes: Vec<serde_json::Value> = dir
+        .nodes_in(org.as_str())
+        .into_iter()
+        .map(|n| json!({"name": n.name, "spiffe_id": n.spiffe_id, "not_after": n.not_after, "created_seq": n.created_seq}))
+        .collect();
+    Ok(Json(json!({"nodes": nodes})).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TokenRequest {
+    #[serde(default)]
+    ttl_secs: Option<i64>,
+}
+
+fn hash_hex(token: &str) -> String {
+    bulwark_crypto::sha256(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+async fn join_token(
+    State(s): State<Arc<AppState>>,
+    ctx: Ctx,
+    caller: Caller,
+    Path((org, node)): Path<(String, String)>,
+    b: Bytes,
+) -> Result<Response, ApiProblem> {
+    let org = name(&org)?;
+    let scope = Scope::Org(org.clone());
+    ctx.authorize(&s, &caller, Permission::Administer, &scope)
+        .await?;
+    let req: TokenRequest = if b.is_empty() {
+        TokenRequest::default()
+    } else {
+        body(&b)?
+    };
+    let ttl = req.ttl_secs.unwrap_or(JOIN_TOKEN_TTL);
+    if !(60..=JOIN_TOKEN_MAX_TTL).contains(&ttl) {
+        return Err(problem(
+            ProblemCode::BadRequest,
+            "ttl_secs is between 60 and 86400",
+        ));
+    }
+    let node = name(&node)?;
+    let mut raw = Zeroizing::new([0u8; 32]);
+    bulwark_crypto::fill_random(raw.as_mut())
+        .map_err(|_| problem(ProblemCode::Internal, "random source failed"))?;
+    let token = Zeroizing::new(format!("bwj_{}", bulwark_identity::jose::b64(raw.as_ref())));
+    let expires_at = now_secs() + ttl;
+    let _seq = s.sequencer.lock().await;
+    if s.directory
+        .read()
+        .node(org.as_str(), node.as_str())
+        .is_none()
+    {
+        return Err(not_found(format!("node `{node}`")));
+    }
+    let event = Event::NodeJoinToken {
+        org: org.to_string(),
+        node: node.to_string(),
+        token_hash: hash_hex(&token),
+        expires_at,
+    };
+    let seq = ctx
+        .commit(
+            &s,
+            &caller,
+            (Permission::Administer, &scope),
+            Some(&org),
+            &event,
+        )
+        .await?;
+    let mut r = (
+        StatusCode::CREATED,
+        Json(json!({"token": token.as_str(), "expires_at": expires_at, "node": node.to_string(), "seq": seq})),
+    )
+        .into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(r)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnrollRequest {
+    token: Zeroizing<String>,
+    csr: String,
+}
+
+fn refused(reason: &'static str) -> ApiProblem {
+    crate::authn::count_failure(reason);
+    ApiProblem(Problem::new(
+        ProblemCode::Unauthorized,
+        "the join token is unknown, expired or already used",
+    ))
+}
+
+async fn enroll(
+    State(s): State<Arc<AppState>>,
+    parts: http::request::Parts,
+    b: Bytes,
+) -> Result<Response, ApiProblem> {
+    let req: EnrollRequest = body(&b)?;
+    let hash = hash_hex(&req.token);
+    let now = now_secs();
+    let _seq = s.sequencer.lock().await;
+    let token = s
+        .directory
+        .read()
+        .join_token(&hash)
+        .cloned()
+        .ok_or_else(|| refused("join_token_unknown"))?;
+    if token.used {
+        return Err(refused("join_token_used"));
+    }
+    if token.expires_at <= now {
+        return Err(refused("join_token_expired"));
+    }
+    let id = SpiffeId::new(&s.trust_domain, &token.org, Workload::Node, &token.node)
+        .map_err(|_| problem(ProblemCode::Internal, "invalid SPIFFE id"))?;
+    let leaf = bulwark_pki::ca::sign_csr(
+        &s.intermediate.cert_pem,
+        &s.intermediate.key_pem,
+        &req.csr,
+        &id,
+        Workload::Node,
+        None,
+        time::OffsetDateTime::now_utc(),
+    )
+    .map_err(|e| problem(ProblemCode::BadRequest, format!("the CSR was refused: {e}")))?;
+    let not_after = bulwark_pki::summarize(&leaf)
+        .map_err(|_| problem(ProblemCode::Internal, "issued certificate unreadable"))?
+        .not_after
+        .unix_timestamp();
+    let event = Event::NodeEnroll {
+        org: token.org.clone(),
+        node: token.node.clone(),
+        token_hash: hash,
+        spiffe_id: id.to_string(),
+        not_after,
+    };
+    let org = bulwark_core::Name::parse(&token.org).ok();
+    let corr = parts.extensions.get::<RequestId>().map(RequestId::as_str);
+    // Journaled (and the token used up) before the certificate leaves.
+    let seq = append_event(
+        &s,
+        &event,
+        &format!("node:{}", token.node),
+        org.as_ref(),
+        corr,
+    )
+    .await?;
+    Ok(Json(json!({
+        "spiffe_id": id.to_string(),
+        "certificate": format!("{leaf}{}", s.intermediate.cert_pem),
+        "ca": s.ca_cert_pem,
+        "not_after": not_after,
+        "seq": seq,
+    }))
+    .into_response())
+}

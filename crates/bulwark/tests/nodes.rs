@@ -1,0 +1,155 @@
+//! Node enrolment end to end: an admin registers a node and mints a join token, `bulwark
+//! agent enroll` makes the key on the node and gets a certificate that chains to the
+//! instance root; a join token works once, also when two requests race for it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::process::Command;
+
+use common::Server;
+use serde_json::json;
+
+fn mode(p: &std::path::Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_enrols_once_per_token_and_gets_a_chaining_certificate() {
+    let s = Server::start(&["--rate-limit-rps", "0"]);
+    let (id, secret) = s.bootstrap("none");
+    let op = s.token(&id, &secret, "admin read audit:read", None).await;
+    assert_eq!(
+        op.post("/v1/orgs", json!({"name": "acme"})).await.status,
+        201
+    );
+    assert_eq!(
+        op.post("/v1/orgs/acme/nodes", json!({"name": "n1"}))
+            .await
+            .status,
+        201
+    );
+    let r = op.post("/v1/orgs/acme/nodes", json!({"name": "n1"})).await;
+    assert_eq!((r.status, r.code().as_str()), (409, "already_exists"));
+    assert_eq!(
+        op.post("/v1/orgs/acme/nodes/ghost/join-tokens", json!({}))
+            .await
+            .status,
+        404
+    );
+    let r = op
+        .post("/v1/orgs/acme/nodes/n1/join-tokens", json!({}))
+        .await;
+    assert_eq!(r.status, 201);
+    assert_eq!(r.headers["cache-control"], "no-store");
+    let token = r.json()["token"].as_str().unwrap().to_owned();
+
+    let tmp = tempfile::tempdir().unwrap();
+    let agent = tmp.path().join("agent");
+    let enroll = |token: &str| {
+        Command::new(common::BIN)
+            .args(["agent", "enroll", "--server", &s.url(""), "--ca"])
+            .arg(s.dir.join("ca.pem"))
+            .args(["--token", token, "--dir"])
+            .arg(&agent)
+            .output()
+            .unwrap()
+    };
+    let out = enroll(&token);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(mode(&agent), 0o700);
+    assert_eq!(mode(&agent.join("node.key")), 0o600);
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(agent.join("node.json")).unwrap()).unwrap();
+    assert_eq!(meta["spiffe_id"], "spiffe://bulwark.local/org/acme/node/n1");
+    // The chain verifies with openssl against the instance root.
+    let chain = std::fs::read_to_string(agent.join("node.pem")).unwrap();
+    let certs: Vec<&str> = chain
+        .split_inclusive("-----END CERTIFICATE-----\n")
+        .collect();
+    assert_eq!(certs.len(), 2, "leaf and intermediate");
+    std::fs::write(tmp.path().join("leaf.pem"), certs[0]).unwrap();
+    std::fs::write(tmp.path().join("inter.pem"), certs[1]).unwrap();
+    let v = Command::new("openssl")
+        .args(["verify", "-purpose", "sslclient", "-CAfile"])
+        .arg(agent.join("ca.pem"))
+        .arg("-untrusted")
+        .arg(tmp.path().join("inter.pem"))
+        .arg(tmp.path().join("leaf.pem"))
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+
+    // The same token again: refused, counted.
+    let again = enroll(&token);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already used"));
+    assert!(
+        s.metric(r#"auth_failures_total{reason="join_token_used"}"#)
+            .await
+            >= 1.0
+    );
+    assert!(!enroll("bwj_not-a-token").status.success());
+
+    // Two requests racing with one token: exactly one certificate.
+    assert_eq!(
+        op.post("/v1/orgs/acme/nodes", json!({"name": "n2"}))
+            .await
+            .status,
+        201
+    );
+    let r = op
+        .post(
+            "/v1/orgs/acme/nodes/n2/join-tokens",
+            json!({"ttl_secs": 120}),
+        )
+        .await;
+    let t2 = r.json()["token"].as_str().unwrap().to_owned();
+    let request = |csr: String| {
+        let body = json!({"token": t2, "csr": csr}).to_string().into_bytes();
+        let s = &s;
+        async move {
+            s.send(
+                "POST",
+                "/v1/enroll",
+                &[("content-type", "application/json".into())],
+                Some(body),
+            )
+            .await
+            .status
+        }
+    };
+    let (_, csr_a) = bulwark_pki::ca::make_csr(bulwark_pki::ca::KeyAlg::P256).unwrap();
+    let (_, csr_b) = bulwark_pki::ca::make_csr(bulwark_pki::ca::KeyAlg::P256).unwrap();
+    let (a, b) = tokio::join!(request(csr_a), request(csr_b));
+    let mut statuses = [a, b];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 401]);
+
+    // Enrolments are journaled in the org's log; the node list shows the identity.
+    let entries = op.get("/v1/orgs/acme/audit/entries?limit=200").await.json();
+    let enrolled = entries["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "node.enroll")
+        .count();
+    assert_eq!(enrolled, 2);
+    let nodes = op.get("/v1/orgs/acme/nodes").await.json();
+    assert!(
+        nodes["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["spiffe_id"].is_string())
+    );
+    // Nothing of the token in the logs.
+    let logs = serde_json::to_string(&*s.logs.lock().unwrap()).unwrap();
+    assert!(!logs.contains(&token) && !logs.contains(&t2));
+}
