@@ -87,7 +87,14 @@ pub fn render(
     if secrets.len() > MAX_KEYS {
         return Err(FileError::TooManyKeys);
     }
-    let mut out = Zeroizing::new(Vec::with_capacity(1024));
+    // Sized once for the worst case (every value base64): growing would free unwiped copies.
+    let need: usize = secrets
+        .iter()
+        .map(|(k, v)| k.len() + B64_PREFIX.len() + v.len().div_ceil(3) * 4 + 2)
+        .sum::<usize>()
+        + HEADER.len()
+        + 1;
+    let mut out = Zeroizing::new(Vec::with_capacity(need.min(MAX_FILE_LEN + 1024)));
     out.extend_from_slice(HEADER.as_bytes());
     out.push(b'\n');
     for (k, v) in secrets {

@@ -256,15 +256,28 @@ impl Projection for SecretsView {
                 kek_kid,
                 size,
                 ..
-            } => m.entry(key).or_default().push(VersionMeta {
-                version,
-                state: VersionState::Live,
-                digest: Some(digest),
-                kek_kid: Some(kek_kid),
-                size: Some(size),
-                seq: entry.seq,
-                ts: entry.ts,
-            }),
+            } => {
+                let versions = m.entry(key).or_default();
+                // Versions only grow by one: a second entry for a number (an append whose
+                // failure was uncertain, then a retry) must not shadow the first.
+                if versions.last().map_or(0, |v| v.version) + 1 != version {
+                    tracing::error!(
+                        seq = entry.seq,
+                        version,
+                        "secret version out of sequence; ignored"
+                    );
+                    return;
+                }
+                versions.push(VersionMeta {
+                    version,
+                    state: VersionState::Live,
+                    digest: Some(digest),
+                    kek_kid: Some(kek_kid),
+                    size: Some(size),
+                    seq: entry.seq,
+                    ts: entry.ts,
+                });
+            }
             SecretEvent::Delete { key, version } => m.entry(key).or_default().push(VersionMeta {
                 version,
                 state: VersionState::Tombstone,
@@ -401,5 +414,19 @@ mod tests {
         let w = SecretsView::default();
         w.restore(&v.snapshot()).unwrap();
         assert_eq!(w.snapshot(), v.snapshot());
+        // A second entry for an existing version (an uncertain failure, then a retry) does
+        // not shadow the first.
+        let dup = SecretEvent::Put {
+            key: key("a"),
+            version: 2,
+            digest: "other".into(),
+            kek_kid: "k".into(),
+            size: 1,
+            restored_from: None,
+        };
+        v.apply(&dup.draft("t", None).unwrap().sequence(99, 5));
+        let a = v.versions(&key("a")).unwrap();
+        assert_eq!(a.len(), 2);
+        assert_eq!(a[1].digest.as_deref(), Some("d4"));
     }
 }

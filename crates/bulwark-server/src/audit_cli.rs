@@ -114,6 +114,8 @@ pub fn restore(
     vkey_override: Option<&str>,
     replace: bool,
 ) -> anyhow::Result<Report> {
+    // Never beside a running server.
+    let _lock = crate::fsutil::lock_dir(dir)?;
     let origin = origin(dir)?;
     let vkey = match vkey_override {
         Some(v) => v.to_owned(),

@@ -60,6 +60,29 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
     sync_dir(dir)
 }
 
+/// An exclusive lock on a data directory (`<dir>/lock`, flock): held by `serve` for its
+/// whole life and by offline commands that must not run beside it. Released on drop.
+pub struct DirLock(#[allow(dead_code)] fs::File);
+
+/// Takes the data directory's lock, or says who must stop first.
+pub fn lock_dir(dir: &Path) -> anyhow::Result<DirLock> {
+    let path = dir.join("lock");
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot open `{}`", path.display()))?;
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(|_| {
+        anyhow::anyhow!(
+            "`{}` is in use by another Bulwark process (a running server, or another offline command): stop it first",
+            dir.display()
+        )
+    })?;
+    Ok(DirLock(f))
+}
+
 /// fsyncs a directory so that a rename in it is durable.
 pub fn sync_dir(dir: &Path) -> anyhow::Result<()> {
     fs::File::open(dir)

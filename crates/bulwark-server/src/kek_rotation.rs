@@ -44,6 +44,9 @@ pub struct RotationReport {
     pub recovered: u64,
     /// Already done by an earlier run.
     pub already: u64,
+    /// Versions whose stored row failed its integrity check: they cannot be read under any
+    /// KEK, were journaled as integrity failures and left as they are.
+    pub unreadable: Vec<String>,
 }
 
 fn actor() -> String {
@@ -52,11 +55,8 @@ fn actor() -> String {
 
 /// Runs (or resumes) a KEK rotation in `dir`. `progress(done, total)` after each version.
 pub async fn rotate_kek(dir: &Path, progress: impl Fn(u64, u64)) -> anyhow::Result<RotationReport> {
-    if crate::admin::default_socket(dir).exists()
-        && std::os::unix::net::UnixStream::connect(crate::admin::default_socket(dir)).is_ok()
-    {
-        bail!("the server is running on this data directory: stop it before rotating the KEK");
-    }
+    // The server holds this lock for its whole life (whatever its admin socket).
+    let _lock = crate::fsutil::lock_dir(dir)?;
     let kek_path = dir.join(KEK_FILE);
     let next_path = dir.join(KEK_NEXT_FILE);
     if !kek_path.exists() {
@@ -117,6 +117,7 @@ pub async fn rotate_kek(dir: &Path, progress: impl Fn(u64, u64)) -> anyhow::Resu
         rewrapped: 0,
         recovered: 0,
         already: 0,
+        unreadable: Vec::new(),
     };
     for (i, row) in rows.into_iter().enumerate() {
         let key = SecretKey {
@@ -146,19 +147,32 @@ pub async fn rotate_kek(dir: &Path, progress: impl Fn(u64, u64)) -> anyhow::Resu
             wrapped_dek: row.wrapped_dek.clone(),
             ciphertext: row.ciphertext.clone().unwrap_or_default(),
         };
+        let resource = bulwark_secrets::view::resource(&key, row.version);
         let (stored, fresh) = if row.kek_kid == current.kid() {
-            if meta.digest.as_deref() != Some(digest(&sealed).as_str()) {
-                bail!(
-                    "{}: the stored row does not match the journal (integrity failure); not rotated",
-                    bulwark_secrets::view::resource(&key, row.version)
-                );
-            }
-            let moved = envelope::rewrap(&current, &next, &at, &sealed).map_err(|e| {
-                anyhow::anyhow!(
-                    "{}: {e}; not rotated",
-                    bulwark_secrets::view::resource(&key, row.version)
+            let moved = if meta.digest.as_deref() == Some(digest(&sealed).as_str()) {
+                envelope::rewrap(&current, &next, &at, &sealed).ok()
+            } else {
+                None
+            };
+            let Some(moved) = moved else {
+                // A corrupt row is unreadable under any KEK: record it and go on, so that
+                // one bad version cannot hold the rotation (and the server) hostage.
+                let entry = bulwark_ledger::entry::Draft::new(
+                    bulwark_ledger::entry::Kind::Access,
+                    "secret.integrity_fail",
+                    resource.clone(),
                 )
-            })?;
+                .actor(actor())
+                .org(key.org.as_str())
+                .outcome(bulwark_ledger::entry::Outcome::Error);
+                ledger
+                    .append(entry)
+                    .await
+                    .context("journaling an integrity failure")?;
+                report.unreadable.push(resource);
+                progress(i as u64 + 1, total);
+                continue;
+            };
             store.put(&SecretRow {
                 kek_kid: moved.kek_kid.clone(),
                 wrapped_dek: moved.wrapped_dek.clone(),

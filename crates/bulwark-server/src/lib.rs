@@ -93,12 +93,16 @@ pub const SECRETS_DB: &str = "secrets.db";
 /// Runs `bulwark serve` until SIGINT or SIGTERM.
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
+    // Held until `serve` returns: offline commands (KEK rotation, restore) refuse to run
+    // beside a live server.
+    let mut dir_lock: Option<fsutil::DirLock> = None;
     let metrics = bulwark_http::metrics::install().context("installing metrics recorder")?;
     let readiness = Readiness::new();
 
     let (keys, created) = match &cfg.data_dir {
         Some(dir) => {
             fsutil::ensure_private_dir(dir)?;
+            dir_lock = Some(fsutil::lock_dir(dir)?);
             if dir.join(kek_rotation::KEK_NEXT_FILE).exists() {
                 anyhow::bail!(
                     "a KEK rotation is in progress in `{}`: run `bulwark keys rotate-kek --data-dir {}` to finish it",
@@ -241,6 +245,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(path);
     }
     tracing::info!("stopped");
+    drop(dir_lock);
     Ok(())
 }
 

@@ -36,6 +36,9 @@ pub struct SecretRow {
 pub trait SecretBlobs: Send + Sync {
     /// Stores (or replaces, for a re-wrap) a row; durable when it returns.
     fn put(&self, row: &SecretRow) -> Result<(), StoreError>;
+    /// Stores a new version's row; refuses to overwrite an existing one (a version number
+    /// is never reused, even after an uncertain failure).
+    fn put_new(&self, row: &SecretRow) -> Result<(), StoreError>;
     /// Every row.
     fn load_all(&self) -> Result<Vec<SecretRow>, StoreError>;
     /// Crypto-shreds a version: its wrapped DEK and ciphertext are erased.
@@ -54,6 +57,9 @@ pub struct MemorySecrets;
 
 impl SecretBlobs for MemorySecrets {
     fn put(&self, _: &SecretRow) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn put_new(&self, _: &SecretRow) -> Result<(), StoreError> {
         Ok(())
     }
     fn load_all(&self) -> Result<Vec<SecretRow>, StoreError> {
@@ -114,15 +120,18 @@ impl SqliteSecrets {
     }
 }
 
-impl SecretBlobs for SqliteSecrets {
-    fn put(&self, r: &SecretRow) -> Result<(), StoreError> {
+impl SqliteSecrets {
+    fn write(&self, r: &SecretRow, verb: &str) -> Result<(), StoreError> {
         let version = i64::try_from(r.version)
             .map_err(|_| StoreError::Unavailable("version out of range".into()))?;
+        let sql = format!(
+            "{verb} INTO secret_versions
+             (org, app, env, name, version, kek_kid, wrapped_dek, ciphertext)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+        );
         self.with(|c| {
             c.execute(
-                "INSERT OR REPLACE INTO secret_versions
-                 (org, app, env, name, version, kek_kid, wrapped_dek, ciphertext)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                &sql,
                 params![
                     r.org,
                     r.app,
@@ -136,6 +145,16 @@ impl SecretBlobs for SqliteSecrets {
             )
             .map(|_| ())
         })
+    }
+}
+
+impl SecretBlobs for SqliteSecrets {
+    fn put(&self, r: &SecretRow) -> Result<(), StoreError> {
+        self.write(r, "INSERT OR REPLACE")
+    }
+
+    fn put_new(&self, r: &SecretRow) -> Result<(), StoreError> {
+        self.write(r, "INSERT")
     }
 
     fn load_all(&self) -> Result<Vec<SecretRow>, StoreError> {
@@ -177,8 +196,16 @@ impl SecretBlobs for SqliteSecrets {
                 params![org, app, env, name, version],
             )?;
             // Move the change into the database file (secure_delete zeroes the freed
-            // pages) and empty the WAL, which still holds the old page images.
-            c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            // pages) and empty the WAL, which still holds the old page images. A busy
+            // checkpoint would leave them there: that is an error, not a success.
+            let busy: i64 = c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+            if busy != 0 {
+                return Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                    Some("WAL checkpoint busy: the destroyed bytes are still in the WAL".into()),
+                ));
+            }
+            Ok(())
         })
     }
 }

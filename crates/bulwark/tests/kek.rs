@@ -96,7 +96,26 @@ async fn an_interrupted_rotation_resumes_and_every_secret_still_decrypts() {
         .unwrap()
         .to_owned();
     drop((op, reader));
+
+    // Not beside a running server, whatever its admin socket.
+    let out = Command::new(common::BIN)
+        .args(["keys", "rotate-kek", "--data-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("in use"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     s.stop();
+
+    // One corrupt row must not hold the rotation hostage.
+    let db = rusqlite::Connection::open(dir.join("secrets.db")).unwrap();
+    db.execute("UPDATE secret_versions SET ciphertext = X'00112233445566778899AABBCCDDEEFF0011223344556677' WHERE name = 's299'", [])
+        .unwrap();
+    drop(db);
 
     // Rotate, and kill -9 the rotation a little way in.
     let mut child = Command::new(common::BIN)
@@ -152,12 +171,16 @@ async fn an_interrupted_rotation_resumes_and_every_secret_still_decrypts() {
     let done = report["rewrapped"].as_u64().unwrap()
         + report["recovered"].as_u64().unwrap()
         + report["already"].as_u64().unwrap();
-    assert_eq!(done, report["versions"].as_u64().unwrap(), "{report}");
+    assert_eq!(done + 1, report["versions"].as_u64().unwrap(), "{report}");
     assert!(
         report["already"].as_u64().unwrap() + report["recovered"].as_u64().unwrap() >= 40,
         "{report}"
     );
     assert!(!dir.join("kek.next.key").exists());
+    assert_eq!(
+        report["unreadable"],
+        json!(["org/acme/app/web/env/prod/secret/s299@1"])
+    );
     let new_kid = report["new_kid"].as_str().unwrap().to_owned();
     assert_ne!(new_kid, old_kid);
     // A second run has nothing to resume: it rotates again (a fresh KEK), which is fine,
@@ -165,7 +188,9 @@ async fn an_interrupted_rotation_resumes_and_every_secret_still_decrypts() {
 
     let s = Server::start_in(&dir, &["--rate-limit-rps", "0"], &[]);
     let reader = s.token(&rid, &rsec, "secrets:read", None).await;
-    for i in 3..N {
+    let r = reader.get(&format!("{BASE}/s299")).await;
+    assert_eq!((r.status, r.code().as_str()), (500, "integrity_failure"));
+    for i in 3..N - 1 {
         let r = reader.get(&format!("{BASE}/s{i}")).await;
         assert_eq!(r.status, 200, "s{i}: {}", String::from_utf8_lossy(&r.body));
         assert_eq!(

@@ -237,7 +237,7 @@ async fn list(
 #[serde(deny_unknown_fields)]
 struct PutBody {
     /// Standard base64 of the value (binary-safe).
-    value: String,
+    value: Zeroizing<String>,
 }
 
 async fn put_secret(
@@ -257,7 +257,7 @@ async fn put_secret(
             "expected {\"value\": \"<base64>\"}",
         )
     })?;
-    let encoded = Zeroizing::new(body.value);
+    let encoded = body.value;
     let value = Zeroizing::new(
         STANDARD
             .decode(encoded.as_bytes())
@@ -273,6 +273,11 @@ async fn put_secret(
     if !s.directory.read().exists(&scope) {
         return Err(not_found(&scope));
     }
+    // After an uncertain append failure the view may lag the journal: numbering a new
+    // version from it could reuse one. Writes wait until the journal is healthy again.
+    if !s.ledger.is_healthy() {
+        return Err(journal_down());
+    }
     let version = s.secrets_view.latest(&key).map_or(1, |m| m.version + 1);
     let sealed = envelope::seal(&s.kek, &coordinates(&key, version), &value)
         .map_err(|e| problem(ProblemCode::Internal, e.to_string()))?;
@@ -286,16 +291,8 @@ async fn put_secret(
         wrapped_dek: sealed.wrapped_dek.clone(),
         ciphertext: Some(sealed.ciphertext.clone()),
     };
-    let blobs = s.secret_blobs.clone();
-    tokio::task::spawn_blocking(move || blobs.put(&row))
-        .await
-        .map_err(|_| problem(ProblemCode::Internal, "store task failed"))?
-        .map_err(|e| {
-            tracing::error!(error = %e, "secret store write failed");
-            ApiProblem(
-                Problem::new(ProblemCode::NotReady, "the secret store cannot write").retry_after(1),
-            )
-        })?;
+    ctx.recheck(&s, &caller, Permission::WriteSecret, &scope)?;
+    store_new(&s, row).await?;
     let event = SecretEvent::Put {
         key: key.clone(),
         version,
@@ -304,14 +301,29 @@ async fn put_secret(
         size: value.len() as u64,
         restored_from: None,
     };
-    ctx.recheck(&s, &caller, Permission::WriteSecret, &scope)?;
-    let seq = append(&s, &ctx, &caller, &event).await?;
+    // In the cache before the journal makes the version readable (the view decides what
+    // is readable; a read must never find a live version without its row).
     s.secret_cache.insert(key.clone(), version, sealed);
+    let seq = append(&s, &ctx, &caller, &event).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"name": key.name, "version": version, "seq": seq})),
     )
         .into_response())
+}
+
+/// Stores a new version's row durably (never overwriting one).
+async fn store_new(s: &AppState, row: SecretRow) -> Result<(), ApiProblem> {
+    let blobs = s.secret_blobs.clone();
+    tokio::task::spawn_blocking(move || blobs.put_new(&row))
+        .await
+        .map_err(|_| problem(ProblemCode::Internal, "store task failed"))?
+        .map_err(|e| {
+            tracing::error!(error = %e, "secret store write failed");
+            ApiProblem(
+                Problem::new(ProblemCode::NotReady, "the secret store cannot write").retry_after(1),
+            )
+        })
 }
 
 async fn append(
@@ -420,6 +432,9 @@ async fn read(
     let key = secret_key(&scope, &secret)?;
     let meta = readable(&s, &key, q.version)?;
 
+    // The stored row as of the decision (a destroy racing this read removes it from the
+    // cache; the snapshot keeps the check below honest either way).
+    let snapshot = s.secret_cache.get(&key, meta.version);
     // Journal the read before a byte is decrypted.
     let record = |kind_action: &str, outcome: Outcome, why: Option<&str>| {
         let mut d = Draft::new(
@@ -452,7 +467,17 @@ async fn read(
         })?
         .seq;
 
-    let opened = match s.secret_cache.get(&key, meta.version) {
+    // Still live after the read was recorded? A destroy or delete journaled in between
+    // wins: the value does not leave.
+    let still = readable(&s, &key, Some(meta.version))
+        .is_ok_and(|m| m.digest == meta.digest && m.state == VersionState::Live);
+    if !still {
+        return Err(not_found(format!(
+            "version {} of `{}`",
+            meta.version, key.name
+        )));
+    }
+    let opened = match snapshot {
         None => Err("missing"),
         Some(sealed) => {
             if meta.digest.as_deref() != Some(digest(&sealed).as_str()) {
@@ -483,15 +508,15 @@ async fn read(
             ));
         }
     };
+    // Written by hand into one pre-sized zeroizing buffer: names match
+    // ^[a-z][a-z0-9_-]*$ and base64 needs no escaping, so no serializer copies the value.
     let encoded = Zeroizing::new(STANDARD.encode(value.as_slice()));
-    let body = Zeroizing::new(
-        serde_json::to_vec(&json!({
-            "name": key.name,
-            "version": meta.version,
-            "value": encoded.as_str(),
-        }))
-        .map_err(|_| problem(ProblemCode::Internal, "encoding failed"))?,
-    );
+    let mut body = Zeroizing::new(Vec::with_capacity(encoded.len() + key.name.len() + 64));
+    body.extend_from_slice(b"{\"name\":\"");
+    body.extend_from_slice(key.name.as_bytes());
+    body.extend_from_slice(format!("\",\"version\":{},\"value\":\"", meta.version).as_bytes());
+    body.extend_from_slice(encoded.as_bytes());
+    body.extend_from_slice(b"\"}");
     let mut resp = no_store(
         (
             [(
@@ -577,6 +602,9 @@ async fn restore(
         .await?;
     let key = secret_key(&scope, &secret)?;
     let _seq = s.sequencer.lock().await;
+    if !s.ledger.is_healthy() {
+        return Err(journal_down());
+    }
     let versions = s
         .secrets_view
         .versions(&key)
@@ -615,16 +643,8 @@ async fn restore(
         wrapped_dek: sealed.wrapped_dek.clone(),
         ciphertext: Some(sealed.ciphertext.clone()),
     };
-    let blobs = s.secret_blobs.clone();
-    tokio::task::spawn_blocking(move || blobs.put(&row))
-        .await
-        .map_err(|_| problem(ProblemCode::Internal, "store task failed"))?
-        .map_err(|e| {
-            tracing::error!(error = %e, "secret store write failed");
-            ApiProblem(
-                Problem::new(ProblemCode::NotReady, "the secret store cannot write").retry_after(1),
-            )
-        })?;
+    ctx.recheck(&s, &caller, Permission::WriteSecret, &scope)?;
+    store_new(&s, row).await?;
     let event = SecretEvent::Put {
         key: key.clone(),
         version: next,
@@ -633,9 +653,8 @@ async fn restore(
         size: value.len() as u64,
         restored_from: Some(old.version),
     };
-    ctx.recheck(&s, &caller, Permission::WriteSecret, &scope)?;
-    let seq = append(&s, &ctx, &caller, &event).await?;
     s.secret_cache.insert(key.clone(), next, sealed);
+    let seq = append(&s, &ctx, &caller, &event).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"name": key.name, "version": next, "restored_from": old.version, "seq": seq})),
