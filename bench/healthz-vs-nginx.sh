@@ -36,7 +36,7 @@ trap cleanup EXIT
 # Bulwark: its own data dir; the rate limit is raised so that wrk's single IP measures the
 # limiter's cost without being throttled by it (nginx is configured the same way).
 TOKIO_WORKER_THREADS=$BULWARK_WORKERS ./target/release/bulwark serve \
-  --data-dir "$work/data" --listen 127.0.0.1:$B_PORT \
+  --data-dir "$work/data" --listen 127.0.0.1:$B_PORT --node-listen 127.0.0.1:0 \
   --rate-limit-rps 100000 --rate-limit-burst 100000 --log-level warn >"$work/bulwark.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 50); do [ -f "$work/data/ca.pem" ] && break; sleep 0.1; done

@@ -34,7 +34,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 
 # --- Bulwark: limits raised so the load generator measures the server, not the limiter.
-./target/release/bulwark serve --data-dir "$work/data" --listen 127.0.0.1:$B_PORT \
+./target/release/bulwark serve --data-dir "$work/data" --listen 127.0.0.1:$B_PORT --node-listen 127.0.0.1:0 \
   --rate-limit-rps 0 --org-secret-reads-rps 0 --max-inflight 4096 --token-ttl-secs 900 \
   --log-level warn >"$work/bulwark.log" 2>&1 &
 pids+=($!)

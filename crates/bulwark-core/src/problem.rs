@@ -50,6 +50,8 @@ pub enum ProblemCode {
     AlreadyExists,
     /// A paging cursor that this server did not issue or that was altered.
     InvalidCursor,
+    /// A node asked for another node's resources.
+    NodeMismatch,
     /// The org is over its secret-read rate; retry after `Retry-After`.
     PerOrgRateLimited,
     /// The node is over its secret-read rate; retry after `Retry-After`.
@@ -85,6 +87,7 @@ impl ProblemCode {
         Self::IntegrityFailure,
         Self::PerOrgRateLimited,
         Self::PerNodeRateLimited,
+        Self::NodeMismatch,
         Self::Internal,
     ];
 
@@ -112,6 +115,7 @@ impl ProblemCode {
             Self::IntegrityFailure => "integrity_failure",
             Self::PerOrgRateLimited => "per_org_rate_limited",
             Self::PerNodeRateLimited => "per_node_rate_limited",
+            Self::NodeMismatch => "node_mismatch",
             Self::Internal => "internal",
         }
     }
@@ -121,7 +125,7 @@ impl ProblemCode {
         match self {
             Self::BadRequest | Self::InvalidEncoding | Self::InvalidCursor => 400,
             Self::Unauthorized => 401,
-            Self::PermissionDenied | Self::ScopeDisabled => 403,
+            Self::PermissionDenied | Self::ScopeDisabled | Self::NodeMismatch => 403,
             Self::AlreadyExists => 409,
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
@@ -157,6 +161,7 @@ impl ProblemCode {
             Self::IntegrityFailure => "integrity failure",
             Self::PerOrgRateLimited => "org over its secret-read rate",
             Self::PerNodeRateLimited => "node over its secret-read rate",
+            Self::NodeMismatch => "node mismatch",
             Self::Internal => "internal error",
         }
     }

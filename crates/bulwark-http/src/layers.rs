@@ -44,6 +44,10 @@ pub struct PeerAddr(pub SocketAddr);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientCertSha256(pub [u8; 32]);
 
+/// The DER of the verified client certificate (the leaf), for identities carried in it.
+#[derive(Debug, Clone)]
+pub struct ClientCertLeaf(pub Arc<[u8]>);
+
 /// The matched route template, carried on the response for the metrics label.
 #[derive(Debug, Clone)]
 pub struct RouteLabel(pub MatchedPath);

@@ -22,6 +22,8 @@ pub mod problem;
 pub mod rate;
 pub mod telemetry;
 
-pub use layers::{ClientCertSha256, Hardening, PeerAddr, RouteLabel, harden, route_label};
+pub use layers::{
+    ClientCertLeaf, ClientCertSha256, Hardening, PeerAddr, RouteLabel, harden, route_label,
+};
 pub use limits::Limits;
 pub use problem::{ApiProblem, refusal};

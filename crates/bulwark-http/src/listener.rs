@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt as _;
 
-use crate::layers::{ClientCertSha256, PeerAddr};
+use crate::layers::{ClientCertLeaf, ClientCertSha256, PeerAddr};
 use crate::limits::Limits;
 use crate::metrics as m;
 
@@ -99,12 +99,16 @@ pub async fn serve_tls(
                         aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, leaf.as_ref())
                             .as_ref(),
                     );
-                    ClientCertSha256(h)
+                    (
+                        ClientCertSha256(h),
+                        ClientCertLeaf(Arc::from(leaf.as_ref())),
+                    )
                 });
             let svc = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
                 req.extensions_mut().insert(PeerAddr(peer));
-                if let Some(c) = client_cert {
-                    req.extensions_mut().insert(c);
+                if let Some((sha, leaf)) = &client_cert {
+                    req.extensions_mut().insert(*sha);
+                    req.extensions_mut().insert(leaf.clone());
                 }
                 app.clone().oneshot(req)
             });

@@ -173,6 +173,25 @@ pub fn issue_client_cert(
     })
 }
 
+/// The `spiffe://` URI SANs of a DER certificate (empty if it does not parse).
+pub fn spiffe_ids(der: &[u8]) -> Vec<String> {
+    use x509_parser::extensions::GeneralName;
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+        return Vec::new();
+    };
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            GeneralName::URI(u) if u.starts_with("spiffe://") => Some((*u).to_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// What a stored certificate says, as far as reuse decisions need.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertSummary {

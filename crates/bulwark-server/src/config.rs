@@ -135,6 +135,10 @@ pub struct ServeArgs {
     #[arg(long, env = "BULWARK_NODE_SECRET_READS_RPS", value_name = "N")]
     pub node_secret_reads_rps: Option<u32>,
 
+    /// Address of the mTLS node API listener [default: 127.0.0.1:8444]; port 0 picks a free port.
+    #[arg(long, env = "BULWARK_NODE_LISTEN", value_name = "ADDR")]
+    pub node_listen: Option<SocketAddr>,
+
     /// SPIFFE trust domain of node and service certificates [default: bulwark.local].
     #[arg(long, env = "BULWARK_TRUST_DOMAIN", value_name = "DOMAIN")]
     pub trust_domain: Option<String>,
@@ -179,6 +183,8 @@ pub struct Config {
     pub node_secret_reads: u32,
     /// SPIFFE trust domain.
     pub trust_domain: String,
+    /// The node API listener.
+    pub node_listen: SocketAddr,
 }
 
 macro_rules! overlay {
@@ -196,7 +202,7 @@ impl ServeArgs {
             max_connections, rate_limit_rps, rate_limit_burst, max_body_bytes,
             max_decoded_bytes, max_decompression_ratio, checkpoint_interval_ms,
             insecure_serve_entry_bundles, readiness_interval_ms, public_url, token_ttl_secs,
-            dpop_nonce, org_secret_reads_rps, org_secret_reads_burst, node_secret_reads_rps, trust_domain)
+            dpop_nonce, org_secret_reads_rps, org_secret_reads_burst, node_secret_reads_rps, trust_domain, node_listen)
     }
 
     /// Reads the TOML file named by `--config`, if any, and overlays flags and environment
@@ -307,6 +313,9 @@ impl ServeArgs {
                 (rps, self.org_secret_reads_burst.unwrap_or(rps))
             },
             node_secret_reads: self.node_secret_reads_rps.unwrap_or(50),
+            node_listen: self
+                .node_listen
+                .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 8444))),
             trust_domain: {
                 let td = self.trust_domain.unwrap_or_else(|| "bulwark.local".into());
                 anyhow::ensure!(

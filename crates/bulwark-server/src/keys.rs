@@ -328,6 +328,42 @@ impl InstanceKeys {
     }
 }
 
+impl InstanceKeys {
+    /// The node API's TLS configuration: a client certificate is **required** and must
+    /// chain (through the intermediate the client presents) to the instance root.
+    pub fn node_tls_config(&self) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+        let certs = CertificateDer::pem_slice_iter(self.server_cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .context("server certificate PEM")?;
+        let key = PrivateKeyDer::from_pem_slice(self.server_key_pem.as_bytes())
+            .context("server key PEM")?;
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in CertificateDer::pem_slice_iter(self.ca_cert_pem.as_bytes()) {
+            roots
+                .add(ca.context("CA certificate PEM")?)
+                .context("CA certificate")?;
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .context("client certificate verifier")?;
+        let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .context("TLS protocol versions")?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(certs, key)
+            .context("server certificate and key do not form a valid pair")?;
+        cfg.alpn_protocols = bulwark_http::listener::ALPN
+            .iter()
+            .map(|p| p.to_vec())
+            .collect();
+        Ok(Arc::new(cfg))
+    }
+}
+
 fn new_instance_id() -> anyhow::Result<String> {
     let mut b = [0u8; 8];
     bulwark_crypto::fill_random(&mut b)?;

@@ -143,6 +143,10 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let node_listener = TcpListener::bind(cfg.node_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (node API)", cfg.node_listen))?;
+    let node_tls = keys.node_tls_config()?;
     let listen = listener.local_addr()?;
     let issuer = cfg.public_url.clone().unwrap_or_else(|| {
         let host = cfg.server_names.first().map_or("localhost", String::as_str);
@@ -239,7 +243,35 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     );
     readiness.mark_started();
 
+    // The node API: its own listener, client certificates required, the same hardening.
+    let node_app = bulwark_http::harden(
+        bulwark_http::route_label(
+            api::node_api::router(state.clone())
+                .fallback(routes::not_found)
+                .method_not_allowed_fallback(routes::method_not_allowed),
+        ),
+        bulwark_http::Hardening::new(cfg.limits.clone()),
+    );
+    let (_node_tls_tx, node_tls_rx) = tokio::sync::watch::channel(node_tls);
+    let node_addr = node_listener.local_addr()?;
+    let node_limits = cfg.limits.clone();
+    let (node_stop_tx, node_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        bulwark_http::listener::serve_tls(
+            node_listener,
+            node_tls_rx,
+            node_app,
+            &node_limits,
+            async {
+                let _ = node_stop_rx.await;
+            },
+        )
+        .await;
+    });
+    tracing::info!(addr = %node_addr, "node api listening");
+
     bulwark_http::listener::serve_tls(listener, tls_rx, app, &cfg.limits, shutdown).await;
+    let _ = node_stop_tx.send(());
 
     if let Some(path) = &cfg.admin_socket {
         let _ = std::fs::remove_file(path);

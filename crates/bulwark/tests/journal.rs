@@ -242,6 +242,7 @@ fn dba_row_rewrite_is_reported_with_seq() {
     // And the server refuses to start on it.
     let out = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .env("BULWARK_NODE_LISTEN", "127.0.0.1:0")
         .arg(&dir)
         .output()
         .unwrap();

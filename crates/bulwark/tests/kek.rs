@@ -149,6 +149,7 @@ async fn an_interrupted_rotation_resumes_and_every_secret_still_decrypts() {
     // The server refuses to start on a half-rotated directory.
     let out = Command::new(common::BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .env("BULWARK_NODE_LISTEN", "127.0.0.1:0")
         .arg(&dir)
         .output()
         .unwrap();

@@ -288,6 +288,7 @@ fn a_wide_data_directory_is_refused() {
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .env("BULWARK_NODE_LISTEN", "127.0.0.1:0")
         .arg(&dir)
         .output()
         .unwrap();

@@ -153,3 +153,180 @@ async fn a_node_enrols_once_per_token_and_gets_a_chaining_certificate() {
     let logs = serde_json::to_string(&*s.logs.lock().unwrap()).unwrap();
     assert!(!logs.contains(&token) && !logs.contains(&t2));
 }
+
+/// Enrols `node` in `acme` with the agent; its (chain, key) PEMs.
+async fn enrolled(
+    s: &Server,
+    op: &common::oauth::Session<'_>,
+    node: &str,
+    dir: &std::path::Path,
+) -> (String, String) {
+    assert_eq!(
+        op.post("/v1/orgs/acme/nodes", json!({"name": node}))
+            .await
+            .status,
+        201
+    );
+    let r = op
+        .post(
+            &format!("/v1/orgs/acme/nodes/{node}/join-tokens"),
+            json!({}),
+        )
+        .await;
+    let token = r.json()["token"].as_str().unwrap().to_owned();
+    let agent = dir.join(node);
+    let out = Command::new(common::BIN)
+        .args(["agent", "enroll", "--server", &s.url(""), "--ca"])
+        .arg(s.dir.join("ca.pem"))
+        .args(["--token", &token, "--dir"])
+        .arg(&agent)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        std::fs::read_to_string(agent.join("node.pem")).unwrap(),
+        std::fs::read_to_string(agent.join("node.key")).unwrap(),
+    )
+}
+
+/// One request to the node API over a connection presenting `cert`.
+async fn node_get(
+    s: &Server,
+    node_addr: std::net::SocketAddr,
+    cfg: std::sync::Arc<rustls::ClientConfig>,
+    path: &str,
+) -> Option<common::Response> {
+    use http_body_util::Full;
+    let tcp = tokio::net::TcpStream::connect(node_addr).await.ok()?;
+    let tls = tokio_rustls::TlsConnector::from(cfg)
+        .connect(
+            rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .ok()?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .ok()?;
+    tokio::spawn(conn);
+    let req = http::Request::get(path)
+        .header("host", "localhost")
+        .body(Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let resp = sender.send_request(req).await.ok()?;
+    let _ = s;
+    Some(common::collect(resp).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_api_knows_nodes_by_certificate_and_limits_each_node() {
+    use base64::Engine as _;
+    let s = Server::start(&["--rate-limit-rps", "0", "--node-secret-reads-rps", "2"]);
+    let node_addr: std::net::SocketAddr =
+        s.await_logs("node api listening", 1, |_| true)[0]["addr"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+    let (id, secret) = s.bootstrap("none");
+    let op = s
+        .token(&id, &secret, "admin read secrets:write", None)
+        .await;
+    assert_eq!(
+        op.post("/v1/orgs", json!({"name": "acme"})).await.status,
+        201
+    );
+    assert_eq!(
+        op.post("/v1/orgs/acme/apps", json!({"name": "web"}))
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        op.post("/v1/orgs/acme/apps/web/envs", json!({"name": "prod"}))
+            .await
+            .status,
+        201
+    );
+    let put = json!({"value": base64::engine::general_purpose::STANDARD.encode("node-secret")});
+    assert_eq!(
+        op.call(
+            "PUT",
+            "/v1/orgs/acme/apps/web/envs/prod/secrets/db",
+            Some(put)
+        )
+        .await
+        .status,
+        201
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let (c1, k1) = enrolled(&s, &op, "n1", tmp.path()).await;
+    let (c2, k2) = enrolled(&s, &op, "n2", tmp.path()).await;
+    let n1 = s.tls_config_with_cert(&c1, &k1);
+    let n2 = s.tls_config_with_cert(&c2, &k2);
+
+    // Not bound yet: refused.
+    let r = node_get(&s, node_addr, n1.clone(), "/v1/nodes/n1/secrets/db")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 403, "{}", String::from_utf8_lossy(&r.body));
+    // Bind both nodes to prod (a journaled relation).
+    for n in ["n1", "n2"] {
+        let r = op
+            .post("/v1/orgs/acme/relations", json!({"scope": "org/acme/app/web/env/prod", "relation": "bound_node", "subject": format!("node:acme_{n}")}))
+            .await;
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    }
+    let r = node_get(&s, node_addr, n1.clone(), "/v1/nodes/n1/secrets/db")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert!(r.headers.contains_key("x-bulwark-journal-seq"));
+    let v = base64::engine::general_purpose::STANDARD
+        .decode(r.json()["value"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(v, b"node-secret");
+
+    // Another node's id: 403 node_mismatch (journaled).
+    let r = node_get(&s, node_addr, n1.clone(), "/v1/nodes/n2/secrets/db")
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.code().as_str()), (403, "node_mismatch"));
+
+    // Over its rate, n1 gets 429 per_node_rate_limited; n2 is not affected.
+    let mut limited = None;
+    for _ in 0..5 {
+        let r = node_get(&s, node_addr, n1.clone(), "/v1/nodes/n1/secrets/db")
+            .await
+            .unwrap();
+        if r.status == 429 {
+            limited = Some(r);
+            break;
+        }
+    }
+    let r = limited.expect("n1 was never limited");
+    assert_eq!(r.code(), "per_node_rate_limited");
+    assert!(r.headers.contains_key("retry-after"));
+    let r = node_get(&s, node_addr, n2.clone(), "/v1/nodes/n2/secrets/db")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+
+    // No certificate, or the API's own client certificates, do not make a node.
+    let plain = s.tls_config(&[b"http/1.1"]);
+    assert!(
+        node_get(&s, node_addr, plain, "/v1/nodes/n1/secrets/db")
+            .await
+            .is_none_or(|r| r.status != 200)
+    );
+    assert!(
+        s.metric(r#"auth_failures_total{reason="node_mismatch"}"#)
+            .await
+            >= 1.0
+    );
+}

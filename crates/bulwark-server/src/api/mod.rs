@@ -8,6 +8,7 @@
 //! [`route_table`] and a new route cannot escape the cross-tenant matrix.
 
 mod audit;
+pub mod node_api;
 pub mod nodes;
 pub(crate) mod principals;
 mod relations;

@@ -78,7 +78,13 @@ fn validate(s: &AppState, org: Option<&Name>, b: &TupleBody) -> Result<Tuple, Ap
         ));
     }
     let ok = match &subject {
-        Subject::Node(_) => false,
+        // `node:<org>_<node>`: a node of this org.
+        Subject::Node(id) => match (org, id.split_once('_')) {
+            (Some(o), Some((node_org, node))) => {
+                node_org == o.as_str() && dir.node(node_org, node).is_some()
+            }
+            _ => false,
+        },
         Subject::User(id) | Subject::Service(id) => dir
             .principal(id)
             .is_some_and(|p| p.subject() == subject && p.org.as_deref() == org.map(Name::as_str)),

@@ -430,22 +430,41 @@ async fn read(
     ctx.authorize(&s, &caller, Permission::ReadSecretValue, &scope)
         .await?;
     let key = secret_key(&scope, &secret)?;
-    let meta = readable(&s, &key, q.version)?;
+    serve_read(
+        &s,
+        ctx.corr.as_ref(),
+        &caller.subject.to_string(),
+        &key,
+        q.version,
+    )
+    .await
+}
+
+/// The read path after authorization: exists → journal the read (fail-closed) → re-check
+/// liveness → digest + AEAD → the answer. Shared by the API and the node API.
+pub(crate) async fn serve_read(
+    s: &AppState,
+    corr: Option<&RequestId>,
+    actor: &str,
+    key: &SecretKey,
+    version: Option<u64>,
+) -> Result<Response, ApiProblem> {
+    let meta = readable(s, key, version)?;
 
     // The stored row as of the decision (a destroy racing this read removes it from the
     // cache; the snapshot keeps the check below honest either way).
-    let snapshot = s.secret_cache.get(&key, meta.version);
+    let snapshot = s.secret_cache.get(key, meta.version);
     // Journal the read before a byte is decrypted.
     let record = |kind_action: &str, outcome: Outcome, why: Option<&str>| {
         let mut d = Draft::new(
             Kind::Access,
             kind_action,
-            bulwark_secrets::view::resource(&key, meta.version),
+            bulwark_secrets::view::resource(key, meta.version),
         )
-        .actor(caller.subject.to_string())
+        .actor(actor)
         .org(key.org.as_str())
         .outcome(outcome);
-        if let Some(c) = &ctx.corr {
+        if let Some(c) = corr {
             d = d.corr_id(c.as_str());
         }
         d.data(&ReadRecord {
@@ -469,7 +488,7 @@ async fn read(
 
     // Still live after the read was recorded? A destroy or delete journaled in between
     // wins: the value does not leave.
-    let still = readable(&s, &key, Some(meta.version))
+    let still = readable(s, key, Some(meta.version))
         .is_ok_and(|m| m.digest == meta.digest && m.state == VersionState::Live);
     if !still {
         return Err(not_found(format!(
@@ -483,7 +502,7 @@ async fn read(
             if meta.digest.as_deref() != Some(digest(&sealed).as_str()) {
                 Err("digest")
             } else {
-                envelope::open(&s.kek, &coordinates(&key, meta.version), &sealed)
+                envelope::open(&s.kek, &coordinates(key, meta.version), &sealed)
                     .map_err(|_| "decrypt")
             }
         }
@@ -494,7 +513,7 @@ async fn read(
             metrics::counter!(bulwark_http::metrics::INTEGRITY_FAIL_TOTAL).increment(1);
             tracing::error!(
                 why,
-                resource = bulwark_secrets::view::resource(&key, meta.version),
+                resource = bulwark_secrets::view::resource(key, meta.version),
                 "secret integrity failure"
             );
             if let Ok(d) = record("secret.integrity_fail", Outcome::Error, Some(why))

@@ -75,6 +75,8 @@ impl Server {
 
     /// Spawns a prepared command and waits for its "listening" line.
     pub fn spawn(mut cmd: Command, env: &[(&str, &str)]) -> Self {
+        // Every test server's node API on a free port too (the default is fixed: 8444).
+        cmd.env("BULWARK_NODE_LISTEN", "127.0.0.1:0");
         for (k, v) in env {
             cmd.env(k, v);
         }

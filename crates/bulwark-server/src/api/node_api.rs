@@ -1,0 +1,228 @@
+//! The node API, on its own mTLS listener: the node's identity is its certificate's
+//! SPIFFE id (never a header), checked against the directory's record of its enrolment.
+//! `GET /v1/nodes/{id}/secrets/{name}` reads a secret of the env the node is bound to
+//! (`bound_node`), with the secrets read path of `api::secrets` (per-node rate limit,
+//! journaled read, fail-closed). A node naming another node gets 403 `node_mismatch`,
+//! journaled.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::response::Response;
+use axum::routing::get;
+use bulwark_authz::{Permission, Relation, Subject};
+use bulwark_core::{Problem, ProblemCode, RequestId, Scope};
+use bulwark_http::ApiProblem;
+use bulwark_ledger::entry::{Draft, Kind, Outcome};
+use http::request::Parts;
+use serde::Deserialize;
+
+use super::secrets::serve_read;
+use crate::AppState;
+
+/// The node router (served on the node listener only).
+pub fn router(state: Arc<AppState>) -> axum::Router {
+    axum::Router::new()
+        .route("/v1/nodes/{id}/secrets/{name}", get(read_secret))
+        .with_state(state)
+}
+
+/// The authorization subject of a node: `node:<org>_<node>` (org and node names are DNS
+/// labels without `_`, so the pair is unambiguous).
+pub fn node_subject(org: &str, node: &str) -> Subject {
+    Subject::Node(format!("{org}_{node}").into())
+}
+
+/// A node authenticated by its client certificate.
+pub struct NodeCaller {
+    org: String,
+    node: String,
+    subject: Subject,
+}
+
+fn refuse(reason: &'static str) -> ApiProblem {
+    crate::authn::count_failure(reason);
+    ApiProblem(Problem::new(
+        ProblemCode::Unauthorized,
+        "a node certificate of this instance is required",
+    ))
+}
+
+impl FromRequestParts<Arc<AppState>> for NodeCaller {
+    type Rejection = ApiProblem;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        s: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let leaf = parts
+            .extensions
+            .get::<bulwark_http::ClientCertLeaf>()
+            .ok_or_else(|| refuse("node_cert_missing"))?;
+        let ids = bulwark_pki::spiffe_ids(&leaf.0);
+        let [id] = ids.as_slice() else {
+            return Err(refuse("node_cert_no_spiffe_id"));
+        };
+        let prefix = format!("spiffe://{}/org/", s.trust_domain);
+        let rest = id
+            .strip_prefix(&prefix)
+            .ok_or_else(|| refuse("node_cert_foreign_trust_domain"))?;
+        let (org, node) = rest
+            .split_once("/node/")
+            .ok_or_else(|| refuse("node_cert_not_a_node"))?;
+        let dir = s.directory.read();
+        let known = dir
+            .node(org, node)
+            .is_some_and(|n| n.spiffe_id.as_deref() == Some(id.as_str()));
+        if !known {
+            return Err(refuse("node_unknown"));
+        }
+        Ok(Self {
+            org: org.to_owned(),
+            node: node.to_owned(),
+            subject: node_subject(org, node),
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct ReadQuery {
+    #[serde(default)]
+    version: Option<u64>,
+}
+
+async fn journal_denial(
+    s: &AppState,
+    who: &NodeCaller,
+    resource: String,
+    reason: &str,
+    corr: Option<&RequestId>,
+) {
+    let mut d = Draft::new(Kind::Access, "node.secret_read", resource)
+        .actor(who.subject.to_string())
+        .org(who.org.as_str())
+        .outcome(Outcome::Denied);
+    if let Some(c) = corr {
+        d = d.corr_id(c.as_str());
+    }
+    if let Ok(d) = d.data(&DenialData { reason })
+        && let Err(e) = s.ledger.append(d).await
+    {
+        tracing::error!(error = %e, "could not journal a node denial");
+    }
+}
+
+#[derive(serde::Serialize)]
+pub(crate) struct DenialData<'a> {
+    reason: &'a str,
+}
+impl bulwark_ledger::entry::EntryData for DenialData<'_> {}
+
+async fn read_secret(
+    State(s): State<Arc<AppState>>,
+    who: NodeCaller,
+    parts: Parts,
+    Path((id, name)): Path<(String, String)>,
+    Query(q): Query<ReadQuery>,
+) -> Result<Response, ApiProblem> {
+    let corr = parts.extensions.get::<RequestId>();
+    if id != who.node {
+        crate::authn::count_failure("node_mismatch");
+        journal_denial(
+            &s,
+            &who,
+            format!("org/{}/node/{id}", who.org),
+            "node_mismatch",
+            corr,
+        )
+        .await;
+        return Err(ApiProblem(Problem::new(
+            ProblemCode::NodeMismatch,
+            "a node reads only its own secrets",
+        )));
+    }
+    if let Err(secs) = s.node_reads.check(&who.subject.to_string()) {
+        return Err(ApiProblem(
+            Problem::new(
+                ProblemCode::PerNodeRateLimited,
+                "this node is over its secret-read rate",
+            )
+            .retry_after(secs),
+        ));
+    }
+    if let Err(secs) = s.org_reads.check(&who.org) {
+        return Err(ApiProblem(
+            Problem::new(
+                ProblemCode::PerOrgRateLimited,
+                "this org is over its secret-read rate",
+            )
+            .retry_after(secs),
+        ));
+    }
+    // The env the node is bound to (exactly one).
+    let envs: Vec<Scope> = s
+        .directory
+        .read()
+        .relations()
+        .scopes_of(&who.subject)
+        .into_iter()
+        .filter(|(scope, rels)| {
+            matches!(scope, Scope::Env(..)) && rels.contains(&Relation::BoundNode)
+        })
+        .map(|(scope, _)| scope)
+        .collect();
+    let [env] = envs.as_slice() else {
+        crate::authn::count_failure("node_not_bound");
+        journal_denial(
+            &s,
+            &who,
+            format!("org/{}/node/{}", who.org, who.node),
+            "not bound to exactly one env",
+            corr,
+        )
+        .await;
+        return Err(ApiProblem(Problem::new(
+            ProblemCode::PermissionDenied,
+            "the node is not bound to exactly one env",
+        )));
+    };
+    let decision =
+        s.directory
+            .read()
+            .relations()
+            .check(&who.subject, Permission::ReadSecretValue, env);
+    if !decision.allowed {
+        crate::authn::count_failure("permission_denied");
+        journal_denial(
+            &s,
+            &who,
+            env.to_string(),
+            &decision.reason.to_string(),
+            corr,
+        )
+        .await;
+        return Err(ApiProblem(Problem::new(
+            ProblemCode::PermissionDenied,
+            decision.reason.to_string(),
+        )));
+    }
+    let Scope::Env(o, a, e) = env else {
+        return Err(ApiProblem(Problem::new(
+            ProblemCode::Internal,
+            "not an env",
+        )));
+    };
+    if !bulwark_secrets::name::is_valid(&name) {
+        return Err(ApiProblem(Problem::new(
+            ProblemCode::BadRequest,
+            "bad secret name",
+        )));
+    }
+    let key = bulwark_secrets::view::SecretKey {
+        org: o.to_string(),
+        app: a.to_string(),
+        env: e.to_string(),
+        name,
+    };
+    serve_read(&s, corr, &who.subject.to_string(), &key, q.version).await
+}
