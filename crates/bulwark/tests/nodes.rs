@@ -298,6 +298,28 @@ async fn the_node_api_knows_nodes_by_certificate_and_limits_each_node() {
         .unwrap();
     assert_eq!((r.status, r.code().as_str()), (403, "node_mismatch"));
 
+    // The whole env as one secrets file (each value's read journaled).
+    let put = json!({"value": base64::engine::general_purpose::STANDARD.encode("k-123")});
+    assert_eq!(
+        op.call(
+            "PUT",
+            "/v1/orgs/acme/apps/web/envs/prod/secrets/api-key",
+            Some(put)
+        )
+        .await
+        .status,
+        201
+    );
+    let r = node_get(&s, node_addr, n2.clone(), "/v1/nodes/n2/secrets")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.headers["cache-control"], "no-store");
+    assert_eq!(
+        String::from_utf8(r.body.to_vec()).unwrap(),
+        "BULWARK_SECRETS_V1\nAPI_KEY=k-123\nDB=node-secret\n"
+    );
+
     // Over its rate, n1 gets 429 per_node_rate_limited; n2 is not affected.
     let mut limited = None;
     for _ in 0..5 {

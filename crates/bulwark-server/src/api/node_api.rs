@@ -23,6 +23,7 @@ use crate::AppState;
 /// The node router (served on the node listener only).
 pub fn router(state: Arc<AppState>) -> axum::Router {
     axum::Router::new()
+        .route("/v1/nodes/{id}/secrets", get(read_env))
         .route("/v1/nodes/{id}/secrets/{name}", get(read_secret))
         .with_state(state)
 }
@@ -118,19 +119,19 @@ pub(crate) struct DenialData<'a> {
 }
 impl bulwark_ledger::entry::EntryData for DenialData<'_> {}
 
-async fn read_secret(
-    State(s): State<Arc<AppState>>,
-    who: NodeCaller,
-    parts: Parts,
-    Path((id, name)): Path<(String, String)>,
-    Query(q): Query<ReadQuery>,
-) -> Result<Response, ApiProblem> {
-    let corr = parts.extensions.get::<RequestId>();
+/// What every node read checks first: the path's node is the certificate's, the node and
+/// org rates, the one env it is bound to, and `read_secret_value` there (denials journaled).
+async fn bound_env(
+    s: &AppState,
+    who: &NodeCaller,
+    id: &str,
+    corr: Option<&RequestId>,
+) -> Result<bulwark_secrets::view::SecretKey, ApiProblem> {
     if id != who.node {
         crate::authn::count_failure("node_mismatch");
         journal_denial(
-            &s,
-            &who,
+            s,
+            who,
             format!("org/{}/node/{id}", who.org),
             "node_mismatch",
             corr,
@@ -159,7 +160,6 @@ async fn read_secret(
             .retry_after(secs),
         ));
     }
-    // The env the node is bound to (exactly one).
     let envs: Vec<Scope> = s
         .directory
         .read()
@@ -174,8 +174,8 @@ async fn read_secret(
     let [env] = envs.as_slice() else {
         crate::authn::count_failure("node_not_bound");
         journal_denial(
-            &s,
-            &who,
+            s,
+            who,
             format!("org/{}/node/{}", who.org, who.node),
             "not bound to exactly one env",
             corr,
@@ -193,14 +193,7 @@ async fn read_secret(
             .check(&who.subject, Permission::ReadSecretValue, env);
     if !decision.allowed {
         crate::authn::count_failure("permission_denied");
-        journal_denial(
-            &s,
-            &who,
-            env.to_string(),
-            &decision.reason.to_string(),
-            corr,
-        )
-        .await;
+        journal_denial(s, who, env.to_string(), &decision.reason.to_string(), corr).await;
         return Err(ApiProblem(Problem::new(
             ProblemCode::PermissionDenied,
             decision.reason.to_string(),
@@ -212,17 +205,95 @@ async fn read_secret(
             "not an env",
         )));
     };
+    Ok(bulwark_secrets::view::SecretKey {
+        org: o.to_string(),
+        app: a.to_string(),
+        env: e.to_string(),
+        name: String::new(),
+    })
+}
+
+async fn read_secret(
+    State(s): State<Arc<AppState>>,
+    who: NodeCaller,
+    parts: Parts,
+    Path((id, name)): Path<(String, String)>,
+    Query(q): Query<ReadQuery>,
+) -> Result<Response, ApiProblem> {
+    let corr = parts.extensions.get::<RequestId>();
+    let mut key = bound_env(&s, &who, &id, corr).await?;
     if !bulwark_secrets::name::is_valid(&name) {
         return Err(ApiProblem(Problem::new(
             ProblemCode::BadRequest,
             "bad secret name",
         )));
     }
-    let key = bulwark_secrets::view::SecretKey {
-        org: o.to_string(),
-        app: a.to_string(),
-        env: e.to_string(),
-        name,
-    };
+    key.name = name;
     serve_read(&s, corr, &who.subject.to_string(), &key, q.version).await
+}
+
+/// `GET /v1/nodes/{id}/secrets`: every live secret of the node's env as one
+/// `BULWARK_SECRETS_V1` file (each read journaled, as for single reads).
+async fn read_env(
+    State(s): State<Arc<AppState>>,
+    who: NodeCaller,
+    parts: Parts,
+    Path(id): Path<String>,
+) -> Result<Response, ApiProblem> {
+    let corr = parts.extensions.get::<RequestId>();
+    let env = bound_env(&s, &who, &id, corr).await?;
+    let listed = s.secrets_view.list(
+        &env.org,
+        &env.app,
+        &env.env,
+        None,
+        bulwark_secrets::file::MAX_KEYS + 1,
+    );
+    let names: Vec<String> = listed
+        .into_iter()
+        .filter(|(_, m)| m.state == bulwark_secrets::view::VersionState::Live)
+        .map(|(n, _)| n)
+        .collect();
+    if names.len() > bulwark_secrets::file::MAX_KEYS {
+        return Err(ApiProblem(Problem::new(
+            ProblemCode::BadRequest,
+            "more secrets than one secrets file holds",
+        )));
+    }
+    let mut values: std::collections::BTreeMap<String, zeroize::Zeroizing<Vec<u8>>> =
+        std::collections::BTreeMap::new();
+    for name in names {
+        let key = bulwark_secrets::view::SecretKey {
+            name: name.clone(),
+            ..env.clone()
+        };
+        let (value, _, _) =
+            super::secrets::read_value(&s, corr, &who.subject.to_string(), &key, None).await?;
+        let file_key = crate::remote::file_key(&name);
+        if values.insert(file_key, value).is_some() {
+            return Err(ApiProblem(Problem::new(
+                ProblemCode::BadRequest,
+                "two secret names map to one file key",
+            )));
+        }
+    }
+    let file = bulwark_secrets::file::render(&values)
+        .map_err(|e| ApiProblem(Problem::new(ProblemCode::BadRequest, e.to_string())))?;
+    let mut resp = axum::response::IntoResponse::into_response((
+        [(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain; charset=utf-8"),
+        )],
+        axum::body::Bytes::copy_from_slice(&file),
+    ));
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    h.insert(
+        "x-bulwark-secrets-count",
+        http::HeaderValue::from(values.len()),
+    );
+    Ok(resp)
 }

@@ -449,6 +449,19 @@ pub(crate) async fn serve_read(
     key: &SecretKey,
     version: Option<u64>,
 ) -> Result<Response, ApiProblem> {
+    let (value, meta, seq) = read_value(s, corr, actor, key, version).await?;
+    respond(key, &meta, seq, &value)
+}
+
+/// One audited read: the plaintext (zeroizing), its version's metadata and the seq of the
+/// entry recording the read.
+pub(crate) async fn read_value(
+    s: &AppState,
+    corr: Option<&RequestId>,
+    actor: &str,
+    key: &SecretKey,
+    version: Option<u64>,
+) -> Result<(Zeroizing<Vec<u8>>, VersionMeta, u64), ApiProblem> {
     let meta = readable(s, key, version)?;
 
     // The stored row as of the decision (a destroy racing this read removes it from the
@@ -527,9 +540,19 @@ pub(crate) async fn serve_read(
             ));
         }
     };
+    Ok((value, meta, seq))
+}
+
+/// The answer to a read.
+fn respond(
+    key: &SecretKey,
+    meta: &VersionMeta,
+    seq: u64,
+    value: &[u8],
+) -> Result<Response, ApiProblem> {
     // Written by hand into one pre-sized zeroizing buffer: names match
     // ^[a-z][a-z0-9_-]*$ and base64 needs no escaping, so no serializer copies the value.
-    let encoded = Zeroizing::new(STANDARD.encode(value.as_slice()));
+    let encoded = Zeroizing::new(STANDARD.encode(value));
     let mut body = Zeroizing::new(Vec::with_capacity(encoded.len() + key.name.len() + 64));
     body.extend_from_slice(b"{\"name\":\"");
     body.extend_from_slice(key.name.as_bytes());
