@@ -182,6 +182,17 @@ pub enum Event {
         /// Its certificate's end (Unix seconds).
         not_after: i64,
     },
+    /// A node was quarantined (`true`) or released (`false`): a quarantined node gets
+    /// nothing from the node API.
+    #[serde(rename = "node.quarantine")]
+    NodeQuarantine {
+        /// The org.
+        org: String,
+        /// The node.
+        node: String,
+        /// Quarantined or released.
+        quarantined: bool,
+    },
     /// One access token was revoked (RFC 7009).
     #[serde(rename = "token.revoke")]
     TokenRevoke {
@@ -220,6 +231,7 @@ impl Event {
             Self::NodeCreate { .. } => "node.create",
             Self::NodeJoinToken { .. } => "node.join_token",
             Self::NodeEnroll { .. } => "node.enroll",
+            Self::NodeQuarantine { .. } => "node.quarantine",
         }
     }
 
@@ -243,6 +255,7 @@ impl Event {
                 | "node.create"
                 | "node.join_token"
                 | "node.enroll"
+                | "node.quarantine"
         )
     }
 
@@ -271,7 +284,8 @@ impl Event {
             Self::TokenRevoke { jti, .. } => format!("token/{jti}"),
             Self::NodeCreate { org, node }
             | Self::NodeJoinToken { org, node, .. }
-            | Self::NodeEnroll { org, node, .. } => format!("org/{org}/node/{node}"),
+            | Self::NodeEnroll { org, node, .. }
+            | Self::NodeQuarantine { org, node, .. } => format!("org/{org}/node/{node}"),
         }
     }
 

@@ -62,6 +62,9 @@ pub struct Node {
     pub spiffe_id: Option<String>,
     /// Its certificate's end once enrolled (Unix seconds).
     pub not_after: Option<i64>,
+    /// Quarantined: the node API refuses it.
+    #[serde(default)]
+    pub quarantined: bool,
 }
 
 /// A join token (by its hash).
@@ -295,6 +298,7 @@ impl Directory {
                         created_seq: seq,
                         spiffe_id: None,
                         not_after: None,
+                        quarantined: false,
                     });
             }
             Event::NodeJoinToken {
@@ -332,6 +336,16 @@ impl Directory {
                     .ok_or("enrolment of an unknown node")?;
                 n.spiffe_id = Some(spiffe_id);
                 n.not_after = Some(not_after);
+            }
+            Event::NodeQuarantine {
+                org,
+                node,
+                quarantined,
+            } => {
+                self.nodes
+                    .get_mut(&(org, node))
+                    .ok_or("quarantine of an unknown node")?
+                    .quarantined = quarantined;
             }
             Event::TokenRevoke { jti, exp, .. } => {
                 // Forget revocations of tokens that no verifier would accept any more:

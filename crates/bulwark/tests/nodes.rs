@@ -339,6 +339,42 @@ async fn the_node_api_knows_nodes_by_certificate_and_limits_each_node() {
         .unwrap();
     assert_eq!(r.status, 200);
 
+    // Quarantine takes effect at the next request; release restores.
+    assert_eq!(
+        op.post("/v1/orgs/acme/nodes/n2/quarantine", json!({}))
+            .await
+            .status,
+        200
+    );
+    let r = node_get(&s, node_addr, n2.clone(), "/v1/nodes/n2/secrets/db")
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.code().as_str()), (403, "permission_denied"));
+    assert!(
+        s.metric(r#"auth_failures_total{reason="node_quarantined"}"#)
+            .await
+            >= 1.0
+    );
+    let nodes = op.get("/v1/orgs/acme/nodes").await.json();
+    assert!(
+        nodes["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["name"] == "n2" && n["quarantined"] == true)
+    );
+    assert_eq!(
+        op.post("/v1/orgs/acme/nodes/n2/release", json!({}))
+            .await
+            .status,
+        200
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let r = node_get(&s, node_addr, n2.clone(), "/v1/nodes/n2/secrets/db")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+
     // No certificate, or the API's own client certificates, do not make a node.
     let plain = s.tls_config(&[b"http/1.1"]);
     assert!(

@@ -78,6 +78,13 @@ impl FromRequestParts<Arc<AppState>> for NodeCaller {
         if !known {
             return Err(refuse("node_unknown"));
         }
+        if dir.node(org, node).is_some_and(|n| n.quarantined) {
+            crate::authn::count_failure("node_quarantined");
+            return Err(ApiProblem(Problem::new(
+                ProblemCode::PermissionDenied,
+                "this node is quarantined",
+            )));
+        }
         Ok(Self {
             org: org.to_owned(),
             node: node.to_owned(),

@@ -38,6 +38,16 @@ pub(super) fn routes(t: Table) -> Table {
             "/v1/orgs/{org}/nodes/{node}/join-tokens",
             post(join_token),
         )
+        .add(
+            Method::POST,
+            "/v1/orgs/{org}/nodes/{node}/quarantine",
+            post(quarantine),
+        )
+        .add(
+            Method::POST,
+            "/v1/orgs/{org}/nodes/{node}/release",
+            post(release),
+        )
 }
 
 /// `POST /v1/enroll`: authenticated by the join token alone.
@@ -115,9 +125,70 @@ async fn list(
     let nodes: Vec<serde_json::Value> = dir
         .nodes_in(org.as_str())
         .into_iter()
-        .map(|n| json!({"name": n.name, "spiffe_id": n.spiffe_id, "not_after": n.not_after, "created_seq": n.created_seq}))
+        .map(|n| json!({"name": n.name, "spiffe_id": n.spiffe_id, "not_after": n.not_after, "quarantined": n.quarantined, "created_seq": n.created_seq}))
         .collect();
     Ok(Json(json!({"nodes": nodes})).into_response())
+}
+
+async fn set_quarantine(
+    s: &AppState,
+    ctx: &Ctx,
+    caller: &Caller,
+    org: &str,
+    node: &str,
+    quarantined: bool,
+) -> Result<Response, ApiProblem> {
+    let org = name(org)?;
+    let scope = Scope::Org(org.clone());
+    ctx.authorize(s, caller, Permission::Administer, &scope)
+        .await?;
+    let node = name(node)?;
+    let _seq = s.sequencer.lock().await;
+    if s.directory
+        .read()
+        .node(org.as_str(), node.as_str())
+        .is_none()
+    {
+        return Err(not_found(format!("node `{node}`")));
+    }
+    let event = Event::NodeQuarantine {
+        org: org.to_string(),
+        node: node.to_string(),
+        quarantined,
+    };
+    let seq = ctx
+        .commit(
+            s,
+            caller,
+            (Permission::Administer, &scope),
+            Some(&org),
+            &event,
+        )
+        .await?;
+    Ok(
+        Json(json!({"node": node.to_string(), "quarantined": quarantined, "seq": seq}))
+            .into_response(),
+    )
+}
+
+/// Quarantines a node: the node API refuses it from its next request on.
+async fn quarantine(
+    State(s): State<Arc<AppState>>,
+    ctx: Ctx,
+    caller: Caller,
+    Path((org, node)): Path<(String, String)>,
+) -> Result<Response, ApiProblem> {
+    set_quarantine(&s, &ctx, &caller, &org, &node, true).await
+}
+
+/// Releases a quarantined node.
+async fn release(
+    State(s): State<Arc<AppState>>,
+    ctx: Ctx,
+    caller: Caller,
+    Path((org, node)): Path<(String, String)>,
+) -> Result<Response, ApiProblem> {
+    set_quarantine(&s, &ctx, &caller, &org, &node, false).await
 }
 
 #[derive(Deserialize, Default)]
