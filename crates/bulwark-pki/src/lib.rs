@@ -96,43 +96,23 @@ pub fn issue_server_cert(
     validity: Duration,
     now: OffsetDateTime,
 ) -> Result<Issued, PkiError> {
-    if validity > MAX_LEAF_VALIDITY {
-        return Err(PkiError::ValidityTooLong {
-            requested: validity,
-            max: MAX_LEAF_VALIDITY,
-        });
-    }
-    let ca_key = KeyPair::from_pem(ca_key_pem).map_err(|_| PkiError::Malformed("CA key"))?;
-    let issuer = Issuer::from_ca_cert_pem(ca_cert_pem, &ca_key)
-        .map_err(|_| PkiError::Malformed("CA certificate"))?;
-
-    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-    let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params.subject_alt_names = names
+    let sans = names
         .iter()
         .map(|n| match n.parse::<std::net::IpAddr>() {
             Ok(ip) => Ok(SanType::IpAddress(ip)),
             Err(_) => Ok(SanType::DnsName(n.clone().try_into()?)),
         })
         .collect::<Result<_, rcgen::Error>>()?;
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::OrganizationName, "Bulwark");
-    dn.push(
-        DnType::CommonName,
-        names.first().cloned().unwrap_or_else(|| "bulwark".into()),
-    );
-    params.distinguished_name = dn;
-    params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    params.use_authority_key_identifier_extension = true;
-    params.not_before = now - BACKDATE;
-    params.not_after = now + validity;
-    let cert = params.signed_by(&key, &issuer)?;
-    Ok(Issued {
-        cert_pem: cert.pem(),
-        key_pem: Zeroizing::new(key.serialize_pem()),
-    })
+    let cn = names.first().cloned().unwrap_or_else(|| "bulwark".into());
+    issue_leaf(
+        ca_cert_pem,
+        ca_key_pem,
+        sans,
+        &cn,
+        ExtendedKeyUsagePurpose::ServerAuth,
+        validity,
+        now,
+    )
 }
 
 /// Issues a TLS client certificate for `uri` (a SPIFFE id such as
@@ -141,6 +121,28 @@ pub fn issue_client_cert(
     ca_cert_pem: &str,
     ca_key_pem: &str,
     uri: &str,
+    validity: Duration,
+    now: OffsetDateTime,
+) -> Result<Issued, PkiError> {
+    let sans = vec![SanType::URI(uri.try_into()?)];
+    issue_leaf(
+        ca_cert_pem,
+        ca_key_pem,
+        sans,
+        uri,
+        ExtendedKeyUsagePurpose::ClientAuth,
+        validity,
+        now,
+    )
+}
+
+/// A leaf with a fresh P-256 key: these names, one EKU, no CA rights, AKI, back-dated.
+fn issue_leaf(
+    ca_cert_pem: &str,
+    ca_key_pem: &str,
+    sans: Vec<SanType>,
+    cn: &str,
+    eku: ExtendedKeyUsagePurpose,
     validity: Duration,
     now: OffsetDateTime,
 ) -> Result<Issued, PkiError> {
@@ -155,14 +157,14 @@ pub fn issue_client_cert(
         .map_err(|_| PkiError::Malformed("CA certificate"))?;
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
     let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params.subject_alt_names = vec![SanType::URI(uri.try_into()?)];
+    params.subject_alt_names = sans;
     let mut dn = DistinguishedName::new();
     dn.push(DnType::OrganizationName, "Bulwark");
-    dn.push(DnType::CommonName, uri);
+    dn.push(DnType::CommonName, cn);
     params.distinguished_name = dn;
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.extended_key_usages = vec![eku];
     params.use_authority_key_identifier_extension = true;
     params.not_before = now - BACKDATE;
     params.not_after = now + validity;

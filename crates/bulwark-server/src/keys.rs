@@ -295,6 +295,18 @@ impl InstanceKeys {
     /// ALPN h2 and http/1.1). Client certificates are optional and, when presented, must
     /// chain to the instance CA: they bind mTLS tokens (RFC 8705), never authenticate alone.
     pub fn tls_config(&self) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+        self.server_config(false)
+    }
+
+    /// The node API's TLS configuration: a client certificate is **required** and must
+    /// chain (through the intermediate the client presents) to the instance root.
+    pub fn node_tls_config(&self) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+        self.server_config(true)
+    }
+
+    /// The server certificate with a client verifier against the instance root; client
+    /// certificates required or optional.
+    fn server_config(&self, require_client: bool) -> anyhow::Result<Arc<rustls::ServerConfig>> {
         let certs = CertificateDer::pem_slice_iter(self.server_cert_pem.as_bytes())
             .collect::<Result<Vec<_>, _>>()
             .context("server certificate PEM")?;
@@ -307,53 +319,20 @@ impl InstanceKeys {
                 .add(ca.context("CA certificate PEM")?)
                 .context("CA certificate")?;
         }
-        let client_verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        let builder = rustls::server::WebPkiClientVerifier::builder_with_provider(
             Arc::new(roots),
             provider.clone(),
-        )
-        .allow_unauthenticated()
-        .build()
-        .context("client certificate verifier")?;
+        );
+        let builder = if require_client {
+            builder
+        } else {
+            builder.allow_unauthenticated()
+        };
+        let client_verifier = builder.build().context("client certificate verifier")?;
         let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .context("TLS protocol versions")?
             .with_client_cert_verifier(client_verifier)
-            .with_single_cert(certs, key)
-            .context("server certificate and key do not form a valid pair")?;
-        cfg.alpn_protocols = bulwark_http::listener::ALPN
-            .iter()
-            .map(|p| p.to_vec())
-            .collect();
-        Ok(Arc::new(cfg))
-    }
-}
-
-impl InstanceKeys {
-    /// The node API's TLS configuration: a client certificate is **required** and must
-    /// chain (through the intermediate the client presents) to the instance root.
-    pub fn node_tls_config(&self) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-        let certs = CertificateDer::pem_slice_iter(self.server_cert_pem.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .context("server certificate PEM")?;
-        let key = PrivateKeyDer::from_pem_slice(self.server_key_pem.as_bytes())
-            .context("server key PEM")?;
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let mut roots = rustls::RootCertStore::empty();
-        for ca in CertificateDer::pem_slice_iter(self.ca_cert_pem.as_bytes()) {
-            roots
-                .add(ca.context("CA certificate PEM")?)
-                .context("CA certificate")?;
-        }
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-            Arc::new(roots),
-            provider.clone(),
-        )
-        .build()
-        .context("client certificate verifier")?;
-        let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .context("TLS protocol versions")?
-            .with_client_cert_verifier(verifier)
             .with_single_cert(certs, key)
             .context("server certificate and key do not form a valid pair")?;
         cfg.alpn_protocols = bulwark_http::listener::ALPN

@@ -424,9 +424,9 @@ async fn lookups_page_with_signed_cursors_and_org_auditors_see_only_their_entrie
             .await;
     assert_eq!((r.status, r.code().as_str()), (400, "invalid_cursor"));
     // A query that does not parse is a problem too (no framework text, no echo).
-    let r = victim_admin.get("/v1/authz/lookup?limit=abc").await;
+    let r = victim_admin.get("/v1/authz/lookup?limit=zqxj").await;
     assert_eq!((r.status, r.code().as_str()), (400, "bad_request"));
-    assert!(!String::from_utf8_lossy(&r.body).contains("abc"));
+    assert!(!String::from_utf8_lossy(&r.body).contains("zqxj"));
     // limit is clamped to 1..=200.
     assert_eq!(
         victim_admin.get("/v1/authz/lookup?limit=0").await.json()["items"]

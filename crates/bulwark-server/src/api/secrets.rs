@@ -279,7 +279,28 @@ async fn put_secret(
         return Err(journal_down());
     }
     let version = s.secrets_view.latest(&key).map_or(1, |m| m.version + 1);
-    let sealed = envelope::seal(&s.kek, &coordinates(&key, version), &value)
+    let seq = write_version(&s, &ctx, &caller, &scope, &key, version, &value, None).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"name": key.name, "version": version, "seq": seq})),
+    )
+        .into_response())
+}
+
+/// Seals `value` as `version` of `key`, stores its row, caches it and journals the put
+/// (re-deciding `write_secret` under the caller's sequencer first); the entry's seq.
+#[allow(clippy::too_many_arguments)]
+async fn write_version(
+    s: &AppState,
+    ctx: &Ctx,
+    caller: &Caller,
+    scope: &Scope,
+    key: &SecretKey,
+    version: u64,
+    value: &[u8],
+    restored_from: Option<u64>,
+) -> Result<u64, ApiProblem> {
+    let sealed = envelope::seal(&s.kek, &coordinates(key, version), value)
         .map_err(|e| problem(ProblemCode::Internal, e.to_string()))?;
     let row = SecretRow {
         org: key.org.clone(),
@@ -291,25 +312,20 @@ async fn put_secret(
         wrapped_dek: sealed.wrapped_dek.clone(),
         ciphertext: Some(sealed.ciphertext.clone()),
     };
-    ctx.recheck(&s, &caller, Permission::WriteSecret, &scope)?;
-    store_new(&s, row).await?;
+    ctx.recheck(s, caller, Permission::WriteSecret, scope)?;
+    store_new(s, row).await?;
     let event = SecretEvent::Put {
         key: key.clone(),
         version,
         digest: digest(&sealed),
         kek_kid: sealed.kek_kid.clone(),
         size: value.len() as u64,
-        restored_from: None,
+        restored_from,
     };
     // In the cache before the journal makes the version readable (the view decides what
     // is readable; a read must never find a live version without its row).
     s.secret_cache.insert(key.clone(), version, sealed);
-    let seq = append(&s, &ctx, &caller, &event).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"name": key.name, "version": version, "seq": seq})),
-    )
-        .into_response())
+    append(s, ctx, caller, &event).await
 }
 
 /// Stores a new version's row durably (never overwriting one).
@@ -673,30 +689,17 @@ async fn restore(
                 "the stored version failed its integrity check; nothing was restored",
             )
         })?;
-    let sealed = envelope::seal(&s.kek, &coordinates(&key, next), &value)
-        .map_err(|e| problem(ProblemCode::Internal, e.to_string()))?;
-    let row = SecretRow {
-        org: key.org.clone(),
-        app: key.app.clone(),
-        env: key.env.clone(),
-        name: key.name.clone(),
-        version: next,
-        kek_kid: sealed.kek_kid.clone(),
-        wrapped_dek: sealed.wrapped_dek.clone(),
-        ciphertext: Some(sealed.ciphertext.clone()),
-    };
-    ctx.recheck(&s, &caller, Permission::WriteSecret, &scope)?;
-    store_new(&s, row).await?;
-    let event = SecretEvent::Put {
-        key: key.clone(),
-        version: next,
-        digest: digest(&sealed),
-        kek_kid: sealed.kek_kid.clone(),
-        size: value.len() as u64,
-        restored_from: Some(old.version),
-    };
-    s.secret_cache.insert(key.clone(), next, sealed);
-    let seq = append(&s, &ctx, &caller, &event).await?;
+    let seq = write_version(
+        &s,
+        &ctx,
+        &caller,
+        &scope,
+        &key,
+        next,
+        &value,
+        Some(old.version),
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"name": key.name, "version": next, "restored_from": old.version, "seq": seq})),
