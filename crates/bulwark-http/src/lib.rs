@@ -26,4 +26,4 @@ pub use layers::{
     ClientCertLeaf, ClientCertSha256, Hardening, PeerAddr, RouteLabel, harden, route_label,
 };
 pub use limits::Limits;
-pub use problem::{ApiProblem, refusal};
+pub use problem::{ApiProblem, no_store, refusal};

@@ -73,6 +73,14 @@ pub fn render(problem: &Problem, request_id: &str) -> Response {
     resp
 }
 
+/// Marks a response `Cache-Control: no-store` (anything carrying a credential, a token or
+/// a secret value).
+pub fn no_store(mut resp: Response) -> Response {
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
 /// Replaces the body of `resp` with `problem` rendered for `request_id`, keeping the other
 /// headers a handler set (e.g. `WWW-Authenticate`).
 pub fn rerender(resp: Response, problem: &Problem, request_id: &str) -> Response {

@@ -53,6 +53,9 @@ pub enum FileError {
     /// The first line is not the header.
     #[error("missing `{HEADER}` header")]
     Header,
+    /// Two secret names map to the same key (`a-b` and `a_b` both give `A_B`).
+    #[error("two secrets map to the key `{0}`")]
+    Collision(String),
     /// A line without `=`, a bad `base64:` value, keys out of order or repeated.
     #[error("line {0} is malformed")]
     Line(usize),
@@ -78,6 +81,26 @@ fn needs_base64(v: &[u8]) -> bool {
                 || s.ends_with(char::is_whitespace)
         }
     }
+}
+
+/// The file key of a secret name (`^[a-z][a-z0-9_-]*$`): upper case, `-` as `_`.
+pub fn key_for(name: &str) -> String {
+    name.to_ascii_uppercase().replace('-', "_")
+}
+
+/// Renders the file for secrets given by name (each mapped with [`key_for`]); two names
+/// mapping to one key are refused rather than one silently overwriting the other.
+pub fn render_named(
+    secrets: impl IntoIterator<Item = (String, Zeroizing<Vec<u8>>)>,
+) -> Result<Zeroizing<Vec<u8>>, FileError> {
+    let mut keyed: BTreeMap<String, Zeroizing<Vec<u8>>> = BTreeMap::new();
+    for (name, value) in secrets {
+        let key = key_for(&name);
+        if keyed.insert(key.clone(), value).is_some() {
+            return Err(FileError::Collision(key));
+        }
+    }
+    render(&keyed)
 }
 
 /// Renders the file for `secrets` (key → value). The bytes zeroize on drop.
@@ -233,6 +256,21 @@ mod tests {
         assert_eq!(
             parse(b"BULWARK_SECRETS_V1\nA=base64:%%%\n"),
             Err(FileError::Line(2))
+        );
+    }
+
+    #[test]
+    fn names_map_to_keys_and_collisions_are_refused() {
+        let v = |s: &str| Zeroizing::new(s.as_bytes().to_vec());
+        let out = render_named([
+            ("db-password".to_owned(), v("x")),
+            ("api_key".to_owned(), v("y")),
+        ])
+        .unwrap();
+        assert_eq!(&out[..], b"BULWARK_SECRETS_V1\nAPI_KEY=y\nDB_PASSWORD=x\n");
+        assert_eq!(
+            render_named([("a-b".to_owned(), v("1")), ("a_b".to_owned(), v("2"))]),
+            Err(FileError::Collision("A_B".into()))
         );
     }
 

@@ -26,10 +26,7 @@ pub fn digest(env: &Envelope) -> String {
         buf.extend_from_slice(&(part.len() as u64).to_be_bytes());
         buf.extend_from_slice(part);
     }
-    bulwark_crypto::sha256(&buf)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    bulwark_ledger::verify::hex(&bulwark_crypto::sha256(&buf))
 }
 
 /// Where a secret lives.

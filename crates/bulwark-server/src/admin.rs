@@ -198,7 +198,7 @@ async fn bootstrap(
     let binding = req.token_binding.unwrap_or_default();
     let (client_id, secret, seq) =
         crate::api::principals::bootstrap(&s, binding, &format!("admin:uid{}", peer.0)).await?;
-    let mut resp = Json(json!({
+    let resp = Json(json!({
         "client_id": client_id,
         "client_secret": secret.as_str(),
         "token_binding": binding.as_str(),
@@ -206,11 +206,7 @@ async fn bootstrap(
         "seq": seq,
     }))
     .into_response();
-    resp.headers_mut().insert(
-        http::header::CACHE_CONTROL,
-        http::HeaderValue::from_static("no-store"),
-    );
-    Ok(resp)
+    Ok(bulwark_http::no_store(resp))
 }
 
 /// Rotates the token signing key (journaled); the old key stays published until every

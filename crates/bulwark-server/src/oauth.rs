@@ -30,6 +30,8 @@ use serde::Serialize;
 use serde_json::json;
 use zeroize::Zeroizing;
 
+use bulwark_http::no_store;
+
 use crate::AppState;
 use crate::authn::{DPOP_ALGS, client_cert_thumbprint, count_failure, dpop_header, request_url};
 
@@ -103,13 +105,14 @@ impl IntoResponse for OAuthError {
         } else {
             self.reason
         };
-        let mut resp = (
-            self.status,
-            Json(json!({"error": self.error, "error_description": description})),
-        )
-            .into_response();
+        let mut resp = no_store(
+            (
+                self.status,
+                Json(json!({"error": self.error, "error_description": description})),
+            )
+                .into_response(),
+        );
         let h = resp.headers_mut();
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if self.basic_challenge {
             h.insert(
                 header::WWW_AUTHENTICATE,
@@ -502,8 +505,7 @@ async fn token(
         "scope": scope,
     }))
     .into_response();
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp = no_store(resp);
     if let Ok(n) = HeaderValue::from_str(&state.auth.nonces.current(now)) {
         resp.headers_mut().insert("dpop-nonce", n);
     }
@@ -552,13 +554,6 @@ async fn form_and_client(
         .await
         .map_err(IntoResponse::into_response)?;
     Ok((form, client))
-}
-
-/// Marks a response `Cache-Control: no-store` (RFC 6749 §5.1).
-fn no_store(mut r: Response) -> Response {
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
 }
 
 async fn introspect(

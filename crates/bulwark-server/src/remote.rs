@@ -256,8 +256,3 @@ impl Session {
         })
     }
 }
-
-/// The secrets-file key of a secret name: upper case, `-` as `_`.
-pub fn file_key(name: &str) -> String {
-    name.to_ascii_uppercase().replace('-', "_")
-}

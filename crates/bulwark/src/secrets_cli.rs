@@ -1,6 +1,5 @@
 //! `bulwark login` and `bulwark secrets …`: the API's secrets from the command line.
 
-use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use bulwark_server::remote::{Profile, Session, file_key};
+use bulwark_server::remote::{Profile, Session};
 use zeroize::Zeroizing;
 
 use crate::SecretsCommand;
@@ -134,7 +133,7 @@ pub async fn run(command: SecretsCommand, profile: Option<PathBuf>) -> anyhow::R
             println!("{}", a.json()?);
         }
         SecretsCommand::Render { env, out } => {
-            let mut values: BTreeMap<String, Zeroizing<Vec<u8>>> = BTreeMap::new();
+            let mut values = Vec::new();
             for (name, _) in list(&mut s, &env).await? {
                 let a = s
                     .call(
@@ -144,17 +143,12 @@ pub async fn run(command: SecretsCommand, profile: Option<PathBuf>) -> anyhow::R
                     )
                     .await?
                     .ok()?;
-                let key = file_key(&name);
-                if values
-                    .insert(key.clone(), decode_value(&a.json()?)?)
-                    .is_some()
-                {
-                    bail!("two secrets map to the key `{key}`: rename one");
-                }
+                values.push((name, decode_value(&a.json()?)?));
             }
-            let bytes = bulwark_secrets::file::render(&values)?;
+            let count = values.len();
+            let bytes = bulwark_secrets::file::render_named(values)?;
             write_private_file(&out, &bytes, 0o400)?;
-            eprintln!("wrote {} keys to {}", values.len(), out.display());
+            eprintln!("wrote {count} keys to {}", out.display());
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -184,8 +184,6 @@ async fn an_interrupted_rotation_resumes_and_every_secret_still_decrypts() {
     );
     let new_kid = report["new_kid"].as_str().unwrap().to_owned();
     assert_ne!(new_kid, old_kid);
-    // A second run has nothing to resume: it rotates again (a fresh KEK), which is fine,
-    // but first check everything under this one.
 
     let s = Server::start_in(&dir, &["--rate-limit-rps", "0"], &[]);
     let reader = s.token(&rid, &rsec, "secrets:read", None).await;

@@ -195,7 +195,6 @@ async fn enrolled(
 
 /// One request to the node API over a connection presenting `cert`.
 async fn node_get(
-    s: &Server,
     node_addr: std::net::SocketAddr,
     cfg: std::sync::Arc<rustls::ClientConfig>,
     path: &str,
@@ -219,7 +218,6 @@ async fn node_get(
         .body(Full::new(bytes::Bytes::new()))
         .unwrap();
     let resp = sender.send_request(req).await.ok()?;
-    let _ = s;
     Some(common::collect(resp).await)
 }
 
@@ -271,7 +269,7 @@ async fn the_node_api_knows_nodes_by_certificate_and_limits_each_node() {
     let n2 = s.tls_config_with_cert(&c2, &k2);
 
     // Not bound yet: refused.
-    let r = node_get(&s, node_addr, n1.clone(), "/v1/nodes/n1/secrets/db")
+    let r = node_get(node_addr, n1.clone(), "/v1/nodes/n1/secrets/db")
         .await
         .unwrap();
     assert_eq!(r.status, 403, "{}", String::from_utf8_lossy(&r.body));
@@ -282,7 +280,7 @@ async fn the_node_api_knows_nodes_by_certificate_and_limits_each_node() {
             .await;
         assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     }
-    let r = node_get(&s, node_addr, n1.clone(), "/v1/nodes/n1/secrets/db")
+    let r = node_get(node_addr, n1.clone(), "/v1/nodes/n1/secrets/db")
         .await
         .unwrap();
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
@@ -293,7 +291,7 @@ async fn the_node_api_knows_nodes_by_certificate_and_limits_each_node() {
     assert_eq!(v, b"node-secret");
 
     // Another node's id: 403 node_mismatch (journaled).
-    let r = node_get(&s, node_addr, n1.clone(), "/v1/nodes/n2/secrets/db")
+    let r = node_get(node_addr, n1.clone(), "/v1/nodes/n2/secrets/db")
         .await
         .unwrap();
     assert_eq!((r.status, r.code().as_str()), (403, "node_mismatch"));
@@ -310,7 +308,7 @@ async fn the_node_api_knows_nodes_by_certificate_and_limits_each_node() {
         .status,
         201
     );
-    let r = node_get(&s, node_addr, n2.clone(), "/v1/nodes/n2/secrets")
+    let r = node_get(node_addr, n2.clone(), "/v1/nodes/n2/secrets")
         .await
         .unwrap();
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
@@ -323,7 +321,7 @@ async fn the_node_api_knows_nodes_by_certificate_and_limits_each_node() {
     // Over its rate, n1 gets 429 per_node_rate_limited; n2 is not affected.
     let mut limited = None;
     for _ in 0..5 {
-        let r = node_get(&s, node_addr, n1.clone(), "/v1/nodes/n1/secrets/db")
+        let r = node_get(node_addr, n1.clone(), "/v1/nodes/n1/secrets/db")
             .await
             .unwrap();
         if r.status == 429 {
@@ -334,7 +332,7 @@ async fn the_node_api_knows_nodes_by_certificate_and_limits_each_node() {
     let r = limited.expect("n1 was never limited");
     assert_eq!(r.code(), "per_node_rate_limited");
     assert!(r.headers.contains_key("retry-after"));
-    let r = node_get(&s, node_addr, n2.clone(), "/v1/nodes/n2/secrets/db")
+    let r = node_get(node_addr, n2.clone(), "/v1/nodes/n2/secrets/db")
         .await
         .unwrap();
     assert_eq!(r.status, 200);
@@ -346,7 +344,7 @@ async fn the_node_api_knows_nodes_by_certificate_and_limits_each_node() {
             .status,
         200
     );
-    let r = node_get(&s, node_addr, n2.clone(), "/v1/nodes/n2/secrets/db")
+    let r = node_get(node_addr, n2.clone(), "/v1/nodes/n2/secrets/db")
         .await
         .unwrap();
     assert_eq!((r.status, r.code().as_str()), (403, "permission_denied"));
@@ -370,17 +368,22 @@ async fn the_node_api_knows_nodes_by_certificate_and_limits_each_node() {
         200
     );
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let r = node_get(&s, node_addr, n2.clone(), "/v1/nodes/n2/secrets/db")
+    let r = node_get(node_addr, n2.clone(), "/v1/nodes/n2/secrets/db")
         .await
         .unwrap();
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
 
     // No certificate, or the API's own client certificates, do not make a node.
+    let refused_before = s.metric("tls_handshake_failures_total").await;
     let plain = s.tls_config(&[b"http/1.1"]);
     assert!(
-        node_get(&s, node_addr, plain, "/v1/nodes/n1/secrets/db")
+        node_get(node_addr, plain, "/v1/nodes/n1/secrets/db")
             .await
             .is_none_or(|r| r.status != 200)
+    );
+    assert!(
+        s.metric("tls_handshake_failures_total").await > refused_before,
+        "the handshake without a client certificate was refused"
     );
     assert!(
         s.metric(r#"auth_failures_total{reason="node_mismatch"}"#)

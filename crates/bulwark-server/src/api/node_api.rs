@@ -267,8 +267,7 @@ async fn read_env(
             "more secrets than one secrets file holds",
         )));
     }
-    let mut values: std::collections::BTreeMap<String, zeroize::Zeroizing<Vec<u8>>> =
-        std::collections::BTreeMap::new();
+    let mut values = Vec::with_capacity(names.len());
     for name in names {
         let key = bulwark_secrets::view::SecretKey {
             name: name.clone(),
@@ -276,31 +275,19 @@ async fn read_env(
         };
         let (value, _, _) =
             super::secrets::read_value(&s, corr, &who.subject.to_string(), &key, None).await?;
-        let file_key = crate::remote::file_key(&name);
-        if values.insert(file_key, value).is_some() {
-            return Err(ApiProblem(Problem::new(
-                ProblemCode::BadRequest,
-                "two secret names map to one file key",
-            )));
-        }
+        values.push((name, value));
     }
-    let file = bulwark_secrets::file::render(&values)
+    let count = values.len();
+    let file = bulwark_secrets::file::render_named(values)
         .map_err(|e| ApiProblem(Problem::new(ProblemCode::BadRequest, e.to_string())))?;
-    let mut resp = axum::response::IntoResponse::into_response((
+    let mut resp = bulwark_http::no_store(axum::response::IntoResponse::into_response((
         [(
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static("text/plain; charset=utf-8"),
         )],
         axum::body::Bytes::copy_from_slice(&file),
-    ));
-    let h = resp.headers_mut();
-    h.insert(
-        http::header::CACHE_CONTROL,
-        http::HeaderValue::from_static("no-store"),
-    );
-    h.insert(
-        "x-bulwark-secrets-count",
-        http::HeaderValue::from(values.len()),
-    );
+    )));
+    resp.headers_mut()
+        .insert("x-bulwark-secrets-count", http::HeaderValue::from(count));
     Ok(resp)
 }

@@ -17,7 +17,7 @@ use bulwark_directory::Event;
 use bulwark_http::ApiProblem;
 use bulwark_identity::jose::now_secs;
 use bulwark_pki::ca::{SpiffeId, Workload};
-use http::{HeaderValue, Method, StatusCode, header};
+use http::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 use zeroize::Zeroizing;
@@ -199,10 +199,7 @@ struct TokenRequest {
 }
 
 fn hash_hex(token: &str) -> String {
-    bulwark_crypto::sha256(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    bulwark_ledger::verify::hex(&bulwark_crypto::sha256(token.as_bytes()))
 }
 
 async fn join_token(
@@ -257,14 +254,12 @@ async fn join_token(
             &event,
         )
         .await?;
-    let mut r = (
+    let r = (
         StatusCode::CREATED,
         Json(json!({"token": token.as_str(), "expires_at": expires_at, "node": node.to_string(), "seq": seq})),
     )
         .into_response();
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(r)
+    Ok(bulwark_http::no_store(r))
 }
 
 #[derive(Deserialize)]

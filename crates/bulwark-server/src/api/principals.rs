@@ -14,11 +14,13 @@ use bulwark_core::{Name, ProblemCode, Scope};
 use bulwark_directory::{Binding, Event, Principal, PrincipalKind};
 use bulwark_http::ApiProblem;
 use bulwark_identity::{assertion::ClientKey, client_secret};
-use http::{HeaderValue, Method, StatusCode, header};
+use http::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::{Ctx, Table, body, name, not_found, problem};
+use bulwark_http::no_store;
+
 use crate::AppState;
 use crate::authn::Caller;
 
@@ -114,12 +116,6 @@ pub(crate) fn view(p: &Principal) -> serde_json::Value {
         "not_before": p.not_before,
         "created_seq": p.created_seq,
     })
-}
-
-fn no_store(mut r: Response) -> Response {
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
 }
 
 fn random_id(prefix: &str) -> Result<String, ApiProblem> {

@@ -37,6 +37,8 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use super::{Ctx, Table, clamp_limit, name, not_found, problem};
+use bulwark_http::no_store;
+
 use crate::AppState;
 use crate::authn::Caller;
 
@@ -166,12 +168,6 @@ fn coordinates(key: &SecretKey, version: u64) -> Coordinates<'_> {
         name: &key.name,
         version,
     }
-}
-
-fn no_store(mut r: Response) -> Response {
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
 }
 
 fn journal_down() -> ApiProblem {
