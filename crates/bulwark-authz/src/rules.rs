@@ -43,6 +43,8 @@ pub enum Permission {
     ReadAudit,
     /// See a scope's metadata.
     View,
+    /// Have the CA issue service certificates in an org (and revoke them).
+    IssueCertificate,
 }
 
 impl Permission {
@@ -56,6 +58,7 @@ impl Permission {
             Self::Exec => "exec",
             Self::ReadAudit => "audit:read",
             Self::View => "read",
+            Self::IssueCertificate => "certs:issue",
         }
     }
 
@@ -70,6 +73,7 @@ impl Permission {
             Self::Exec => "exec",
             Self::ReadAudit => "read_audit",
             Self::View => "view",
+            Self::IssueCertificate => "issue_certificate",
         }
     }
 }
@@ -172,6 +176,11 @@ fn grants(permission: Permission, target: &Scope, holder: &Scope, relation: Rela
         Permission::Exec => same && relation == R::Exec,
         Permission::ReadAudit => relation == R::Auditor || (relation == R::Operator && at_instance),
         Permission::View => true,
+        // Service identities are org-wide: admins of the org, operators.
+        Permission::IssueCertificate => {
+            matches!(target, Scope::Org(_))
+                && (relation == R::Admin || (relation == R::Operator && at_instance))
+        }
     }
 }
 
@@ -616,7 +625,8 @@ mod tests {
 
     // === properties ===
 
-    const PERMS: [Permission; 8] = [
+    const PERMS: [Permission; 9] = [
+        Permission::IssueCertificate,
         Permission::WriteSecret,
         Permission::Administer,
         Permission::Grant,

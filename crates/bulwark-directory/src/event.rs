@@ -181,6 +181,36 @@ pub enum Event {
         spiffe_id: String,
         /// Its certificate's end (Unix seconds).
         not_after: i64,
+        /// Its certificate's serial (hex); absent in entries from before serials were kept.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        serial: Option<String>,
+    },
+    /// A certificate was issued: a node's renewal (`node` set) or a service's certificate.
+    #[serde(rename = "cert.issue")]
+    CertIssue {
+        /// The org.
+        org: String,
+        /// The SPIFFE id it names.
+        spiffe_id: String,
+        /// Its serial (hex).
+        serial: String,
+        /// Its end (Unix seconds).
+        not_after: i64,
+        /// The node it renews, if a node's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
+    },
+    /// A certificate was revoked: refused at the next handshake, listed in the CRL until
+    /// it expires.
+    #[serde(rename = "cert.revoke")]
+    CertRevoke {
+        /// The org it belongs to.
+        org: String,
+        /// Its serial (hex).
+        serial: String,
+        /// The RFC 5280 reason's wire name, if given.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// A node was quarantined (`true`) or released (`false`): a quarantined node gets
     /// nothing from the node API.
@@ -232,6 +262,8 @@ impl Event {
             Self::NodeJoinToken { .. } => "node.join_token",
             Self::NodeEnroll { .. } => "node.enroll",
             Self::NodeQuarantine { .. } => "node.quarantine",
+            Self::CertIssue { .. } => "cert.issue",
+            Self::CertRevoke { .. } => "cert.revoke",
         }
     }
 
@@ -256,6 +288,8 @@ impl Event {
                 | "node.join_token"
                 | "node.enroll"
                 | "node.quarantine"
+                | "cert.issue"
+                | "cert.revoke"
         )
     }
 
@@ -286,6 +320,9 @@ impl Event {
             | Self::NodeJoinToken { org, node, .. }
             | Self::NodeEnroll { org, node, .. }
             | Self::NodeQuarantine { org, node, .. } => format!("org/{org}/node/{node}"),
+            Self::CertIssue { org, serial, .. } | Self::CertRevoke { org, serial, .. } => {
+                format!("org/{org}/certificate/{serial}")
+            }
         }
     }
 

@@ -80,6 +80,26 @@ pub struct JoinToken {
     pub used: bool,
 }
 
+/// A certificate the CA issued (kept until it expires, for revocation and the CRL).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuedCert {
+    /// The org it belongs to.
+    pub org: String,
+    /// The SPIFFE id it names.
+    pub spiffe_id: String,
+    /// Its end (Unix seconds).
+    pub not_after: i64,
+    /// When it was revoked (Unix seconds), if it was.
+    #[serde(default)]
+    pub revoked_at: Option<i64>,
+    /// Why, if said.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Issued certificates are forgotten this long after they expire.
+const CERT_GRACE_SECS: i64 = 3600;
+
 /// The folded state.
 #[derive(Default, Clone)]
 pub struct Directory {
@@ -89,6 +109,7 @@ pub struct Directory {
     revoked: HashMap<String, i64>,
     nodes: BTreeMap<(String, String), Node>,
     join_tokens: HashMap<String, JoinToken>,
+    certs: HashMap<String, IssuedCert>,
 }
 
 /// The wire form of a snapshot.
@@ -103,6 +124,8 @@ struct Saved {
     nodes: Vec<Node>,
     #[serde(default)]
     join_tokens: Vec<(String, JoinToken)>,
+    #[serde(default)]
+    certs: Vec<(String, IssuedCert)>,
 }
 
 impl Directory {
@@ -184,6 +207,42 @@ impl Directory {
     /// The nodes of an org, by name.
     pub fn nodes_in(&self, org: &str) -> Vec<&Node> {
         self.nodes.values().filter(|n| n.org == org).collect()
+    }
+
+    /// An issued certificate by its serial (hex), while it has not expired.
+    pub fn cert(&self, serial: &str) -> Option<&IssuedCert> {
+        self.certs.get(serial)
+    }
+
+    /// Whether the certificate with this serial was revoked.
+    pub fn cert_revoked(&self, serial: &str) -> bool {
+        self.certs
+            .get(serial)
+            .is_some_and(|c| c.revoked_at.is_some())
+    }
+
+    /// The certificates of an org, by serial.
+    pub fn certs_in(&self, org: &str) -> Vec<(&String, &IssuedCert)> {
+        let mut v: Vec<_> = self.certs.iter().filter(|(_, c)| c.org == org).collect();
+        v.sort_by(|a, b| a.0.cmp(b.0));
+        v
+    }
+
+    /// Every revoked certificate that has not expired at `now`, by serial.
+    pub fn revoked_certs(&self, now: i64) -> Vec<(&String, &IssuedCert)> {
+        let mut v: Vec<_> = self
+            .certs
+            .iter()
+            .filter(|(_, c)| c.revoked_at.is_some() && c.not_after > now)
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(b.0));
+        v
+    }
+
+    fn record_cert(&mut self, now: i64, serial: String, cert: IssuedCert) {
+        self.certs
+            .retain(|_, c| c.not_after.saturating_add(CERT_GRACE_SECS) > now);
+        self.certs.insert(serial, cert);
     }
 
     /// A join token by the hex SHA-256 of its value.
@@ -326,16 +385,71 @@ impl Directory {
                 token_hash,
                 spiffe_id,
                 not_after,
+                serial,
             } => {
                 if let Some(t) = self.join_tokens.get_mut(&token_hash) {
                     t.used = true;
                 }
                 let n = self
                     .nodes
-                    .get_mut(&(org, node))
+                    .get_mut(&(org.clone(), node))
                     .ok_or("enrolment of an unknown node")?;
-                n.spiffe_id = Some(spiffe_id);
+                n.spiffe_id = Some(spiffe_id.clone());
                 n.not_after = Some(not_after);
+                if let Some(serial) = serial {
+                    self.record_cert(
+                        now,
+                        serial,
+                        IssuedCert {
+                            org,
+                            spiffe_id,
+                            not_after,
+                            revoked_at: None,
+                            reason: None,
+                        },
+                    );
+                }
+            }
+            Event::CertIssue {
+                org,
+                spiffe_id,
+                serial,
+                not_after,
+                node,
+            } => {
+                if let Some(node) = node {
+                    let n = self
+                        .nodes
+                        .get_mut(&(org.clone(), node))
+                        .ok_or("renewal of an unknown node")?;
+                    n.not_after = Some(not_after);
+                }
+                self.record_cert(
+                    now,
+                    serial,
+                    IssuedCert {
+                        org,
+                        spiffe_id,
+                        not_after,
+                        revoked_at: None,
+                        reason: None,
+                    },
+                );
+            }
+            Event::CertRevoke {
+                org,
+                serial,
+                reason,
+            } => {
+                let c = self
+                    .certs
+                    .get_mut(&serial)
+                    .filter(|c| c.org == org)
+                    .ok_or("revocation of an unknown certificate")?;
+                if c.revoked_at.is_none() {
+                    c.revoked_at = Some(now);
+                    c.reason = reason;
+                }
             }
             Event::NodeQuarantine {
                 org,
@@ -387,7 +501,14 @@ impl Directory {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         join_tokens.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut certs: Vec<(String, IssuedCert)> = self
+            .certs
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        certs.sort_by(|a, b| a.0.cmp(&b.0));
         Saved {
+            certs,
             nodes: self.nodes.values().cloned().collect(),
             join_tokens,
             tree: self
@@ -445,6 +566,7 @@ impl Directory {
             .map(|n| ((n.org.clone(), n.name.clone()), n))
             .collect();
         d.join_tokens = saved.join_tokens.into_iter().collect();
+        d.certs = saved.certs.into_iter().collect();
         Ok(d)
     }
 }
@@ -607,5 +729,73 @@ mod tests {
         fold(&w, vec![Event::PrincipalDelete { id: "svc_a".into() }]);
         assert!(w.read().relations().is_empty());
         assert!(w.read().principal("svc_a").is_none());
+    }
+
+    #[test]
+    fn certificates_are_recorded_revoked_by_their_org_only_and_snapshotted() {
+        let v = DirectoryView::default();
+        let cert = |serial: &str, node: Option<&str>, not_after| Event::CertIssue {
+            org: "acme".into(),
+            spiffe_id: "spiffe://t/org/acme/node/n1".into(),
+            serial: serial.into(),
+            not_after,
+            node: node.map(Into::into),
+        };
+        fold(
+            &v,
+            vec![
+                Event::OrgCreate { org: "acme".into() },
+                Event::NodeCreate {
+                    org: "acme".into(),
+                    node: "n1".into(),
+                },
+                Event::NodeEnroll {
+                    org: "acme".into(),
+                    node: "n1".into(),
+                    token_hash: "h".into(),
+                    spiffe_id: "spiffe://t/org/acme/node/n1".into(),
+                    not_after: 5_000,
+                    serial: Some("a1".into()),
+                },
+                cert("a2", Some("n1"), 9_000),
+                cert("a3", None, 6_000),
+                // Long expired: forgotten at the next issuance.
+                cert("old", None, -3_000),
+                cert("a4", None, 7_000),
+                Event::CertRevoke {
+                    org: "other".into(),
+                    serial: "a1".into(),
+                    reason: None,
+                },
+                Event::CertRevoke {
+                    org: "acme".into(),
+                    serial: "a1".into(),
+                    reason: Some("key_compromise".into()),
+                },
+            ],
+        );
+        let check = |v: &DirectoryView| {
+            let d = v.read();
+            assert!(d.cert_revoked("a1"));
+            assert!(!d.cert_revoked("a2"));
+            assert_eq!(d.node("acme", "n1").unwrap().not_after, Some(9_000));
+            assert!(d.cert("old").is_none());
+            let revoked: Vec<&String> = d.revoked_certs(1_000).into_iter().map(|r| r.0).collect();
+            assert_eq!(revoked, vec!["a1"]);
+            assert!(
+                d.revoked_certs(5_000).is_empty(),
+                "expired ones leave the CRL"
+            );
+            assert_eq!(d.certs_in("acme").len(), 4);
+            assert!(d.certs_in("other").is_empty());
+            assert_eq!(
+                d.cert("a1").unwrap().reason.as_deref(),
+                Some("key_compromise")
+            );
+        };
+        check(&v);
+        let restored = DirectoryView::default();
+        restored.restore(&v.snapshot()).unwrap();
+        check(&restored);
     }
 }

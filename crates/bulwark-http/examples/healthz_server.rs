@@ -57,6 +57,7 @@ fn main() {
             harden(route_label(app), Hardening::new(limits.clone()))
         };
         let listener = tokio::net::TcpListener::bind(addr.as_str()).await.unwrap();
-        bulwark_http::listener::serve_tls(listener, rx, app, &limits, std::future::pending()).await;
+        bulwark_http::listener::serve_tls(listener, rx, app, &limits, None, std::future::pending())
+            .await;
     });
 }

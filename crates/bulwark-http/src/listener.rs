@@ -6,7 +6,9 @@
 //! with a header-read timeout against slow clients (counted as
 //! `rejected_total{reason="header_timeout"}`). The TLS configuration is read from a
 //! `watch` channel at each accept, so a rotated certificate applies to new connections
-//! without a restart.
+//! without a restart. With a [`Revalidate`], connections that presented a client
+//! certificate are re-judged whenever its epoch moves (a revocation, a quarantine) and
+//! closed at once when no longer allowed (`rejected_total{reason="peer_revoked"}`).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -27,12 +29,28 @@ use crate::metrics as m;
 /// ALPN protocols we offer, most preferred first.
 pub const ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
 
+/// Judges, again, whether the holder of a client certificate may keep its connection.
+pub trait PeerRecheck: Send + Sync + 'static {
+    /// Whether the connection whose client presented this leaf (DER) may stay open.
+    fn still_allowed(&self, leaf: &[u8]) -> bool;
+}
+
+/// When to re-judge open connections (each change of `epoch`) and how.
+#[derive(Clone)]
+pub struct Revalidate {
+    /// The judge.
+    pub check: Arc<dyn PeerRecheck>,
+    /// Moves whenever a judgement may have changed.
+    pub epoch: watch::Receiver<u64>,
+}
+
 /// Serves `app` over TLS on `listener` until `shutdown` resolves.
 pub async fn serve_tls(
     listener: TcpListener,
     tls: watch::Receiver<Arc<rustls::ServerConfig>>,
     app: Router,
     limits: &Limits,
+    revalidate: Option<Revalidate>,
     shutdown: impl Future<Output = ()>,
 ) {
     let conns = Arc::new(Semaphore::new(limits.max_connections));
@@ -62,6 +80,7 @@ pub async fn serve_tls(
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.borrow().clone());
         let app = app.clone();
         let builder = builder.clone();
+        let revalidate = revalidate.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let tls_stream =
@@ -104,6 +123,20 @@ pub async fn serve_tls(
                         ClientCertLeaf(Arc::from(leaf.as_ref())),
                     )
                 });
+            let leaf = client_cert.as_ref().map(|(_, l)| l.0.clone());
+            // Judged once more after the handshake: a resumed TLS session skips the
+            // certificate verifier, and a revocation may have landed since the ticket.
+            if let (Some(leaf), Some(rv)) = (&leaf, &revalidate)
+                && !rv.check.still_allowed(leaf)
+            {
+                metrics::counter!(m::TLS_HANDSHAKE_FAILURES_TOTAL).increment(1);
+                tracing::info!(
+                    peer_addr = %peer,
+                    reason = m::reason::PEER_REVOKED,
+                    "tls handshake refused: the client certificate is no longer allowed"
+                );
+                return;
+            }
             let svc = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
                 req.extensions_mut().insert(PeerAddr(peer));
                 if let Some((sha, leaf)) = &client_cert {
@@ -112,10 +145,39 @@ pub async fn serve_tls(
                 }
                 app.clone().oneshot(req)
             });
-            if let Err(e) = builder
-                .serve_connection(TokioIo::new(tls_stream), svc)
-                .await
-            {
+            let conn = builder.serve_connection(TokioIo::new(tls_stream), svc);
+            let watched = leaf.zip(revalidate);
+            let served = match watched {
+                None => conn.await,
+                Some((leaf, mut rv)) => {
+                    tokio::pin!(conn);
+                    loop {
+                        tokio::select! {
+                            // A verdict first: a request that arrives with it is not served.
+                            biased;
+                            changed = rv.epoch.changed() => {
+                                if changed.is_err() {
+                                    break conn.as_mut().await;
+                                }
+                                if !rv.check.still_allowed(&leaf) {
+                                    metrics::counter!(m::REJECTED_TOTAL, "reason" => m::reason::PEER_REVOKED)
+                                        .increment(1);
+                                    tracing::warn!(
+                                        reason = m::reason::PEER_REVOKED,
+                                        peer_addr = %peer,
+                                        "connection closed: its client certificate is no longer allowed"
+                                    );
+                                    // Dropping the connection closes it, in-flight
+                                    // requests included.
+                                    return;
+                                }
+                            }
+                            r = conn.as_mut() => break r,
+                        }
+                    }
+                }
+            };
+            if let Err(e) = served {
                 let timed_out = e
                     .downcast_ref::<hyper::Error>()
                     .is_some_and(hyper::Error::is_timeout);

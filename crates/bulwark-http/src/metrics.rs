@@ -29,6 +29,9 @@ pub mod reason {
     pub const CONNECTION_CAP: &str = "connection_cap";
     /// An admin-socket peer whose uid is not on the allow-list.
     pub const ADMIN_PEER_UID: &str = "admin_peer_uid";
+    /// An open connection closed because its client certificate was revoked or its
+    /// holder quarantined.
+    pub const PEER_REVOKED: &str = "peer_revoked";
 }
 
 const LATENCY_BUCKETS: &[f64] = &[

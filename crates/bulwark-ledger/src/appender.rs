@@ -245,13 +245,24 @@ impl Ledger {
 
     /// Appends an entry; resolves once it is durable.
     pub async fn append(&self, draft: Draft) -> Result<Appended, AppendError> {
+        self.enqueue(draft)?.await
+    }
+
+    /// Queues an entry now, synchronously, and returns what resolves once it is durable:
+    /// entries queued one after the other (e.g. under a lock) are sequenced in that order,
+    /// while their durability is awaited outside the lock and shared by one group commit.
+    pub fn enqueue(
+        &self,
+        draft: Draft,
+    ) -> Result<impl std::future::Future<Output = Result<Appended, AppendError>> + use<>, AppendError>
+    {
         let (tx, rx) = oneshot::channel();
         // Encoding and most of the hashing happen here, on the caller's task.
         let prepared = draft.prepare();
         self.tx
             .send(Request::Append(prepared, tx))
             .map_err(|_| AppendError::Closed)?;
-        rx.await.map_err(|_| AppendError::Closed)?
+        Ok(async move { rx.await.map_err(|_| AppendError::Closed)? })
     }
 
     /// Signs and stores a checkpoint of the current tree now; returns the note.

@@ -67,6 +67,7 @@ fn ca_params(
         KeyUsagePurpose::DigitalSignature,
     ];
     params.use_authority_key_identifier_extension = true;
+    params.serial_number = Some(crate::new_serial()?);
     params.not_before = now - BACKDATE;
     params.not_after = now + validity;
     Ok(params)
@@ -164,6 +165,24 @@ impl SpiffeId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Reads `uri` as an id of `trust_domain`: `(org, kind, id)`, or `None` if it is of
+    /// another trust domain or not in our shape (it must round-trip through [`Self::new`]).
+    pub fn parse(trust_domain: &str, uri: &str) -> Option<(String, Workload, String)> {
+        let rest = uri
+            .strip_prefix("spiffe://")?
+            .strip_prefix(trust_domain)?
+            .strip_prefix("/org/")?;
+        let (org, rest) = rest.split_once('/')?;
+        let (kind, id) = rest.split_once('/')?;
+        let kind = match kind {
+            "node" => Workload::Node,
+            "service" => Workload::Service,
+            _ => return None,
+        };
+        let again = Self::new(trust_domain, org, kind, id).ok()?;
+        (again.as_str() == uri).then(|| (org.to_owned(), kind, id.to_owned()))
+    }
 }
 
 impl fmt::Display for SpiffeId {
@@ -214,6 +233,7 @@ pub fn sign_csr(
         ],
     };
     params.use_authority_key_identifier_extension = true;
+    params.serial_number = Some(crate::new_serial()?);
     params.not_before = now - BACKDATE;
     params.not_after = (now + ttl).min(issuer_end);
     Ok(params.signed_by(&csr.public_key, &issuer)?.pem())
@@ -285,6 +305,20 @@ mod tests {
             .join("\n");
         assert!(sign(&forged, None).is_err());
         assert!(sign("not a csr", None).is_err());
+        let ok = SpiffeId::new("bulwark.test", "acme", Workload::Node, "n1").unwrap();
+        assert_eq!(
+            SpiffeId::parse("bulwark.test", ok.as_str()),
+            Some(("acme".into(), Workload::Node, "n1".into()))
+        );
+        for uri in [
+            "spiffe://bulwark.test/org/acme/node/n1/x",
+            "spiffe://bulwark.testx/org/acme/node/n1",
+            "spiffe://other/org/acme/node/n1",
+            "spiffe://bulwark.test/org/acme/user/n1",
+            "spiffe://bulwark.test/org/Acme/node/n1",
+        ] {
+            assert_eq!(SpiffeId::parse("bulwark.test", uri), None, "{uri}");
+        }
         for (td, org, id) in [
             ("Bad", "acme", "n"),
             ("t", "Acme", "n"),

@@ -3,8 +3,9 @@
 //! Owns: creating the instance's root CA (ECDSA P-256) and issuing the server's TLS
 //! certificate from it; reading back what a certificate says (names, expiry) to decide
 //! whether a stored one can be reused. The hierarchy of root and intermediate, SPIFFE ids
-//! and CSR signing ([`ca`]); CRLs and revocation-aware verifiers come with the rest of
-//! issue 6.
+//! and CSR signing ([`ca`]); certificate revocation lists ([`crl`]). Every certificate
+//! gets a random 128-bit serial (rcgen's default, a hash of the public key, would give two
+//! certificates for one key the same serial and make revoking one revoke both).
 //!
 //! Must never: perform I/O (the server stores the PEM this crate returns), log or expose a
 //! private key except through a zeroizing buffer, or issue a leaf valid for more than
@@ -13,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod ca;
+pub mod crl;
 
 use std::time::Duration;
 
@@ -42,6 +44,9 @@ pub enum PkiError {
     /// A stored certificate or key could not be parsed.
     #[error("malformed {0}")]
     Malformed(&'static str),
+    /// The random source failed.
+    #[error("the random source failed")]
+    Random,
     /// A requested validity is outside policy.
     #[error("validity of {requested:?} is above the maximum of {max:?}")]
     ValidityTooLong {
@@ -83,6 +88,7 @@ fn root_params(instance_id: &str, now: OffsetDateTime) -> Result<CertificatePara
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
+    params.serial_number = Some(new_serial()?);
     params.not_before = now - BACKDATE;
     params.not_after = now + ROOT_VALIDITY;
     Ok(params)
@@ -166,6 +172,7 @@ fn issue_leaf(
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![eku];
     params.use_authority_key_identifier_extension = true;
+    params.serial_number = Some(new_serial()?);
     params.not_before = now - BACKDATE;
     params.not_after = now + validity;
     let cert = params.signed_by(&key, &issuer)?;
@@ -175,12 +182,35 @@ fn issue_leaf(
     })
 }
 
-/// The `spiffe://` URI SANs of a DER certificate (empty if it does not parse).
-pub fn spiffe_ids(der: &[u8]) -> Vec<String> {
+/// A fresh serial: 16 random bytes, the top bit clear (a positive INTEGER) and the next one
+/// set (no leading zero byte), so the DER encoding is always exactly these 16 bytes.
+pub(crate) fn new_serial() -> Result<rcgen::SerialNumber, PkiError> {
+    let mut b = [0u8; 16];
+    bulwark_crypto::fill_random(&mut b).map_err(|_| PkiError::Random)?;
+    b[0] = (b[0] & 0x7f) | 0x40;
+    Ok(rcgen::SerialNumber::from_slice(&b))
+}
+
+/// Lower-case hex of a serial's big-endian bytes without leading zero bytes: the form
+/// serials take in the journal, the API and the CRL.
+pub fn serial_hex(bytes: &[u8]) -> String {
+    let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+    let trimmed = &bytes[start..];
+    if trimmed.is_empty() {
+        return "00".into();
+    }
+    trimmed.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The serial (as [`serial_hex`]) and the `spiffe://` URI SANs of a DER certificate, or
+/// `None` if it does not parse.
+pub fn serial_and_spiffe_ids(der: &[u8]) -> Option<(String, Vec<String>)> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some((serial_hex(cert.raw_serial()), spiffe_ids_of(&cert)))
+}
+
+fn spiffe_ids_of(cert: &x509_parser::certificate::X509Certificate<'_>) -> Vec<String> {
     use x509_parser::extensions::GeneralName;
-    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
-        return Vec::new();
-    };
     let Ok(Some(san)) = cert.subject_alternative_name() else {
         return Vec::new();
     };
@@ -194,6 +224,13 @@ pub fn spiffe_ids(der: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// The `spiffe://` URI SANs of a DER certificate (empty if it does not parse).
+pub fn spiffe_ids(der: &[u8]) -> Vec<String> {
+    x509_parser::parse_x509_certificate(der)
+        .map(|(_, cert)| spiffe_ids_of(&cert))
+        .unwrap_or_default()
+}
+
 /// What a stored certificate says, as far as reuse decisions need.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertSummary {
@@ -205,6 +242,8 @@ pub struct CertSummary {
     pub names: Vec<String>,
     /// Whether the certificate is a CA.
     pub is_ca: bool,
+    /// Its serial, as [`serial_hex`].
+    pub serial: String,
 }
 
 /// Parses a PEM certificate into a [`CertSummary`].
@@ -236,6 +275,7 @@ pub fn summarize(cert_pem: &str) -> Result<CertSummary, PkiError> {
         not_after: cert.validity().not_after.to_datetime(),
         names,
         is_ca: cert.is_ca(),
+        serial: serial_hex(cert.raw_serial()),
     })
 }
 

@@ -293,54 +293,88 @@ impl InstanceKeys {
 
     /// The rustls server configuration for the API listener (TLS 1.2 and 1.3, aws-lc-rs,
     /// ALPN h2 and http/1.1). Client certificates are optional and, when presented, must
-    /// chain to the instance CA: they bind mTLS tokens (RFC 8705), never authenticate alone.
-    pub fn tls_config(&self) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-        self.server_config(false)
+    /// chain to the instance CA and pass `judge`: they bind mTLS tokens (RFC 8705), never
+    /// authenticate alone.
+    pub fn tls_config(
+        &self,
+        judge: &Arc<crate::pki::PeerJudge>,
+    ) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+        server_config(
+            &self.server_cert_pem,
+            &self.server_key_pem,
+            &self.ca_cert_pem,
+            false,
+            judge,
+        )
     }
 
-    /// The node API's TLS configuration: a client certificate is **required** and must
-    /// chain (through the intermediate the client presents) to the instance root.
-    pub fn node_tls_config(&self) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-        self.server_config(true)
+    /// The node API's TLS configuration: a client certificate is **required**, must chain
+    /// (through the intermediate the client presents) to the instance root and pass `judge`.
+    pub fn node_tls_config(
+        &self,
+        judge: &Arc<crate::pki::PeerJudge>,
+    ) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+        server_config(
+            &self.server_cert_pem,
+            &self.server_key_pem,
+            &self.ca_cert_pem,
+            true,
+            judge,
+        )
     }
+}
 
-    /// The server certificate with a client verifier against the instance root; client
-    /// certificates required or optional.
-    fn server_config(&self, require_client: bool) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-        let certs = CertificateDer::pem_slice_iter(self.server_cert_pem.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .context("server certificate PEM")?;
-        let key = PrivateKeyDer::from_pem_slice(self.server_key_pem.as_bytes())
-            .context("server key PEM")?;
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let mut roots = rustls::RootCertStore::empty();
-        for ca in CertificateDer::pem_slice_iter(self.ca_cert_pem.as_bytes()) {
-            roots
-                .add(ca.context("CA certificate PEM")?)
-                .context("CA certificate")?;
-        }
-        let builder = rustls::server::WebPkiClientVerifier::builder_with_provider(
-            Arc::new(roots),
-            provider.clone(),
-        );
-        let builder = if require_client {
-            builder
-        } else {
-            builder.allow_unauthenticated()
-        };
-        let client_verifier = builder.build().context("client certificate verifier")?;
-        let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .context("TLS protocol versions")?
-            .with_client_cert_verifier(client_verifier)
-            .with_single_cert(certs, key)
-            .context("server certificate and key do not form a valid pair")?;
-        cfg.alpn_protocols = bulwark_http::listener::ALPN
-            .iter()
-            .map(|p| p.to_vec())
-            .collect();
-        Ok(Arc::new(cfg))
+/// A server configuration: this certificate chain and key, client certificates verified
+/// against `ca_cert_pem` and then judged (revocation, quarantine), required or optional.
+pub fn server_config(
+    cert_pem: &str,
+    key_pem: &str,
+    ca_cert_pem: &str,
+    require_client: bool,
+    judge: &Arc<crate::pki::PeerJudge>,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let certs = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .context("server certificate PEM")?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).context("server key PEM")?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(ca_cert_pem.as_bytes()) {
+        roots
+            .add(ca.context("CA certificate PEM")?)
+            .context("CA certificate")?;
     }
+    let builder = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    );
+    let builder = if require_client {
+        builder
+    } else {
+        builder.allow_unauthenticated()
+    };
+    let webpki = builder.build().context("client certificate verifier")?;
+    let client_verifier = Arc::new(crate::pki::RevocationAwareVerifier::new(
+        webpki,
+        judge.clone(),
+    ));
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_client_cert_verifier(client_verifier)
+        .with_single_cert(certs, key)
+        .context("server certificate and key do not form a valid pair")?;
+    cfg.alpn_protocols = bulwark_http::listener::ALPN
+        .iter()
+        .map(|p| p.to_vec())
+        .collect();
+    if require_client {
+        // No resumption where a certificate is the identity: every connection is a full
+        // handshake through the revocation-aware verifier.
+        cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        cfg.send_tls13_tickets = 0;
+    }
+    Ok(Arc::new(cfg))
 }
 
 fn new_instance_id() -> anyhow::Result<String> {
@@ -378,7 +412,12 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600, "{f}");
         }
-        b.tls_config().unwrap();
+        let judge = Arc::new(crate::pki::PeerJudge::new(
+            Arc::new(bulwark_directory::DirectoryView::default()),
+            "bulwark.test".into(),
+        ));
+        b.tls_config(&judge).unwrap();
+        b.node_tls_config(&judge).unwrap();
     }
 
     #[test]

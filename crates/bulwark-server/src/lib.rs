@@ -23,6 +23,7 @@ pub mod kek_rotation;
 pub mod keys;
 pub mod mirror;
 pub mod oauth;
+pub mod pki;
 pub mod projections;
 pub mod readiness;
 pub mod remote;
@@ -85,6 +86,17 @@ pub struct AppState {
     pub ca_cert_pem: String,
     /// The SPIFFE trust domain.
     pub trust_domain: String,
+    /// Moves at every revocation and quarantine: open connections are judged again.
+    pub peer_epoch: tokio::sync::watch::Sender<u64>,
+    /// The last CRL signed.
+    pub crl: pki::CrlCache,
+}
+
+impl AppState {
+    /// Re-judges every open mTLS connection (after a revocation or a quarantine landed).
+    pub fn peers_changed(&self) {
+        self.peer_epoch.send_modify(|e| *e = e.wrapping_add(1));
+    }
 }
 
 /// The secret ciphertext store in the data directory.
@@ -117,10 +129,14 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             true,
         ),
     };
-    let tls = keys.tls_config()?;
+    let directory = Arc::new(bulwark_directory::DirectoryView::default());
+    let judge = Arc::new(pki::PeerJudge::new(
+        directory.clone(),
+        cfg.trust_domain.clone(),
+    ));
+    let tls = keys.tls_config(&judge)?;
     let intermediate = keys.intermediate(cfg.data_dir.as_deref())?;
     let key_view = Arc::new(projections::KeyView::default());
-    let directory = Arc::new(bulwark_directory::DirectoryView::default());
     let secrets_view = Arc::new(bulwark_secrets::view::SecretsView::default());
     let ledger = open_ledger(
         &cfg,
@@ -146,7 +162,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let node_listener = TcpListener::bind(cfg.node_listen)
         .await
         .with_context(|| format!("cannot listen on {} (node API)", cfg.node_listen))?;
-    let node_tls = keys.node_tls_config()?;
+    let node_tls = keys.node_tls_config(&judge)?;
     let listen = listener.local_addr()?;
     let issuer = cfg.public_url.clone().unwrap_or_else(|| {
         let host = cfg.server_names.first().map_or("localhost", String::as_str);
@@ -191,7 +207,13 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         intermediate,
         ca_cert_pem: keys.ca_cert_pem.clone(),
         trust_domain: cfg.trust_domain.clone(),
+        peer_epoch: tokio::sync::watch::channel(0).0,
+        crl: pki::CrlCache::default(),
     });
+    let revalidate = bulwark_http::listener::Revalidate {
+        check: judge.clone(),
+        epoch: state.peer_epoch.subscribe(),
+    };
 
     if let Some(path) = &cfg.admin_socket {
         let l = admin::bind(path)?;
@@ -216,6 +238,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
                 ))
                 .merge(oauth::router(state.clone()))
                 .merge(api::nodes::enroll_router(state.clone()))
+                .merge(api::certs::public_router(state.clone()))
                 .merge(api::router(state.clone())),
         ),
         hardening,
@@ -255,6 +278,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let (_node_tls_tx, node_tls_rx) = tokio::sync::watch::channel(node_tls);
     let node_addr = node_listener.local_addr()?;
     let node_limits = cfg.limits.clone();
+    let node_revalidate = revalidate.clone();
     let (node_stop_tx, node_stop_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         bulwark_http::listener::serve_tls(
@@ -262,6 +286,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             node_tls_rx,
             node_app,
             &node_limits,
+            Some(node_revalidate),
             async {
                 let _ = node_stop_rx.await;
             },
@@ -270,7 +295,15 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     });
     tracing::info!(addr = %node_addr, "node api listening");
 
-    bulwark_http::listener::serve_tls(listener, tls_rx, app, &cfg.limits, shutdown).await;
+    bulwark_http::listener::serve_tls(
+        listener,
+        tls_rx,
+        app,
+        &cfg.limits,
+        Some(revalidate),
+        shutdown,
+    )
+    .await;
     let _ = node_stop_tx.send(());
 
     if let Some(path) = &cfg.admin_socket {

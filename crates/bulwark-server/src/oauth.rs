@@ -36,8 +36,9 @@ use crate::AppState;
 use crate::authn::{DPOP_ALGS, client_cert_thumbprint, count_failure, dpop_header, request_url};
 
 /// Every scope a token may carry.
-pub const SCOPES: [&str; 7] = [
+pub const SCOPES: [&str; 8] = [
     "admin",
+    "certs:issue",
     "deploy",
     "secrets:read",
     "secrets:write",

@@ -6,10 +6,14 @@
 //! request, on the client's share of the same cores.
 //!
 //! cargo run --release -p bulwark --example secret_load -- MODE OP BASE_URL CA_PEM TOKEN [CONNS] [DURATION] [KEYS]
-//!   MODE: bulwark-bearer | bulwark-dpop | openbao        OP: read | write | seed
+//!   MODE: bulwark-bearer | bulwark-dpop | openbao        OP: read | write | seed | sign
 //!   For bulwark-dpop, TOKEN is `<client_id>:<client_secret>`: the generator makes its own
 //!   Ed25519 key and gets a DPoP-bound token (with the nonce dance) first.
 //!   `seed` writes k0..k<KEYS-1> once each and exits.
+//!   `sign` (bench/certs-vs-openbao.sh) has the CSR in PEM read from the file named by
+//!   `CSR_FILE` signed, the same CSR every time: OpenBao `POST /v1/pki/sign/bench` (200),
+//!   Bulwark `POST /v1/orgs/bench/certificates` for service `web` (201); any other status
+//!   is an error.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -37,27 +41,42 @@ struct Target {
     token: String,
     key: Option<Ed25519KeyPair>,
     keys: usize,
+    /// The `sign` request body, built once.
+    sign_body: Bytes,
 }
 
 impl Target {
     fn request(&self, n: usize) -> http::Request<Full<Bytes>> {
         let k = n % self.keys;
         let (method, path, body) = match (self.mode.as_str(), self.op.as_str()) {
-            ("openbao", "read") => ("GET", format!("/v1/secret/data/bench/k{k}"), String::new()),
+            ("openbao", "sign") => (
+                "POST",
+                "/v1/pki/sign/bench".to_owned(),
+                self.sign_body.clone(),
+            ),
+            (_, "sign") => (
+                "POST",
+                "/v1/orgs/bench/certificates".to_owned(),
+                self.sign_body.clone(),
+            ),
+            ("openbao", "read") => ("GET", format!("/v1/secret/data/bench/k{k}"), Bytes::new()),
             ("openbao", _) => (
                 "POST",
                 format!("/v1/secret/data/bench/k{k}"),
-                format!(r#"{{"data":{{"v":"value-{n}"}}}}"#),
+                Bytes::from(format!(r#"{{"data":{{"v":"value-{n}"}}}}"#)),
             ),
             (_, "read") => (
                 "GET",
                 format!("/v1/orgs/bench/apps/web/envs/prod/secrets/k{k}"),
-                String::new(),
+                Bytes::new(),
             ),
             _ => (
                 "PUT",
                 format!("/v1/orgs/bench/apps/web/envs/prod/secrets/k{k}"),
-                format!(r#"{{"value":"{}"}}"#, STANDARD.encode(format!("value-{n}"))),
+                Bytes::from(format!(
+                    r#"{{"value":"{}"}}"#,
+                    STANDARD.encode(format!("value-{n}"))
+                )),
             ),
         };
         let mut b = http::Request::builder()
@@ -96,7 +115,17 @@ impl Target {
         if !body.is_empty() {
             b = b.header("content-type", "application/json");
         }
-        b.body(Full::new(Bytes::from(body))).unwrap()
+        b.body(Full::new(body)).unwrap()
+    }
+
+    /// Whether an answer counts as a success: `sign` wants exactly OpenBao's 200 or
+    /// Bulwark's 201, the other ops any 2xx.
+    fn succeeded(&self, status: http::StatusCode) -> bool {
+        match (self.mode.as_str(), self.op.as_str()) {
+            ("openbao", "sign") => status == http::StatusCode::OK,
+            (_, "sign") => status == http::StatusCode::CREATED,
+            _ => status.is_success(),
+        }
     }
 }
 
@@ -210,6 +239,18 @@ async fn main() {
     } else {
         (token.clone(), None)
     };
+    let sign_body = if op == "sign" {
+        let path = std::env::var("CSR_FILE").expect("CSR_FILE names the CSR (PEM) for `sign`");
+        let csr = std::fs::read_to_string(&path).unwrap();
+        let body = if mode == "openbao" {
+            serde_json::json!({"csr": csr, "common_name": "web.bench.internal", "ttl": "24h"})
+        } else {
+            serde_json::json!({"csr": csr, "service": "web"})
+        };
+        Bytes::from(body.to_string())
+    } else {
+        Bytes::new()
+    };
     let target = Arc::new(Target {
         mode: mode.clone(),
         op: op.clone(),
@@ -218,6 +259,7 @@ async fn main() {
         token,
         key,
         keys,
+        sign_body,
     });
     let seed = op == "seed";
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -257,7 +299,7 @@ async fn main() {
                 let t = Instant::now();
                 match sender.send_request(req).await {
                     Ok(resp) => {
-                        let ok = resp.status().is_success();
+                        let ok = target.succeeded(resp.status());
                         let _ = resp.into_body().collect().await;
                         if ok {
                             lat.push(t.elapsed());

@@ -10,6 +10,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::process::Command;
 
 use common::Server;
+use common::node::{enrolled, node_addr, node_get};
 use serde_json::json;
 
 fn mode(p: &std::path::Path) -> u32 {
@@ -154,83 +155,11 @@ async fn a_node_enrols_once_per_token_and_gets_a_chaining_certificate() {
     assert!(!logs.contains(&token) && !logs.contains(&t2));
 }
 
-/// Enrols `node` in `acme` with the agent; its (chain, key) PEMs.
-async fn enrolled(
-    s: &Server,
-    op: &common::oauth::Session<'_>,
-    node: &str,
-    dir: &std::path::Path,
-) -> (String, String) {
-    assert_eq!(
-        op.post("/v1/orgs/acme/nodes", json!({"name": node}))
-            .await
-            .status,
-        201
-    );
-    let r = op
-        .post(
-            &format!("/v1/orgs/acme/nodes/{node}/join-tokens"),
-            json!({}),
-        )
-        .await;
-    let token = r.json()["token"].as_str().unwrap().to_owned();
-    let agent = dir.join(node);
-    let out = Command::new(common::BIN)
-        .args(["agent", "enroll", "--server", &s.url(""), "--ca"])
-        .arg(s.dir.join("ca.pem"))
-        .args(["--token", &token, "--dir"])
-        .arg(&agent)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (
-        std::fs::read_to_string(agent.join("node.pem")).unwrap(),
-        std::fs::read_to_string(agent.join("node.key")).unwrap(),
-    )
-}
-
-/// One request to the node API over a connection presenting `cert`.
-async fn node_get(
-    node_addr: std::net::SocketAddr,
-    cfg: std::sync::Arc<rustls::ClientConfig>,
-    path: &str,
-) -> Option<common::Response> {
-    use http_body_util::Full;
-    let tcp = tokio::net::TcpStream::connect(node_addr).await.ok()?;
-    let tls = tokio_rustls::TlsConnector::from(cfg)
-        .connect(
-            rustls_pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
-        .await
-        .ok()?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-            .await
-            .ok()?;
-    tokio::spawn(conn);
-    let req = http::Request::get(path)
-        .header("host", "localhost")
-        .body(Full::new(bytes::Bytes::new()))
-        .unwrap();
-    let resp = sender.send_request(req).await.ok()?;
-    Some(common::collect(resp).await)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_node_api_knows_nodes_by_certificate_and_limits_each_node() {
     use base64::Engine as _;
     let s = Server::start(&["--rate-limit-rps", "0", "--node-secret-reads-rps", "2"]);
-    let node_addr: std::net::SocketAddr =
-        s.await_logs("node api listening", 1, |_| true)[0]["addr"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap();
+    let node_addr = node_addr(&s);
     let (id, secret) = s.bootstrap("none");
     let op = s
         .token(&id, &secret, "admin read secrets:write", None)
@@ -263,8 +192,8 @@ async fn the_node_api_knows_nodes_by_certificate_and_limits_each_node() {
         201
     );
     let tmp = tempfile::tempdir().unwrap();
-    let (c1, k1) = enrolled(&s, &op, "n1", tmp.path()).await;
-    let (c2, k2) = enrolled(&s, &op, "n2", tmp.path()).await;
+    let (c1, k1) = enrolled(&s, &op, "acme", "n1", tmp.path()).await;
+    let (c2, k2) = enrolled(&s, &op, "acme", "n2", tmp.path()).await;
     let n1 = s.tls_config_with_cert(&c1, &k1);
     let n2 = s.tls_config_with_cert(&c2, &k2);
 
@@ -337,17 +266,36 @@ async fn the_node_api_knows_nodes_by_certificate_and_limits_each_node() {
         .unwrap();
     assert_eq!(r.status, 200);
 
-    // Quarantine takes effect at the next request; release restores.
+    // Quarantine takes effect at once: the open connection is closed, the next
+    // handshake refused; release restores.
+    let mut open = common::node::NodeConn::open(node_addr, n2.clone())
+        .await
+        .unwrap();
+    assert!(
+        open.call("GET", "/v1/nodes/n2/secrets/db", None)
+            .await
+            .is_some(),
+        "the connection is open (the answer may be 429: n2 read twice this second)"
+    );
     assert_eq!(
         op.post("/v1/orgs/acme/nodes/n2/quarantine", json!({}))
             .await
             .status,
         200
     );
-    let r = node_get(node_addr, n2.clone(), "/v1/nodes/n2/secrets/db")
-        .await
-        .unwrap();
-    assert_eq!((r.status, r.code().as_str()), (403, "permission_denied"));
+    assert!(
+        open.call("GET", "/v1/nodes/n2/secrets/db", None)
+            .await
+            .is_none(),
+        "the quarantined node's open connection was closed"
+    );
+    assert!(
+        node_get(node_addr, n2.clone(), "/v1/nodes/n2/secrets/db")
+            .await
+            .is_none(),
+        "the quarantined node's handshake is refused"
+    );
+    assert!(s.metric(r#"rejected_total{reason="peer_revoked"}"#).await >= 1.0);
     assert!(
         s.metric(r#"auth_failures_total{reason="node_quarantined"}"#)
             .await

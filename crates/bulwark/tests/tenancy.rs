@@ -85,7 +85,7 @@ async fn org_admin<'a>(s: &'a Server, op: &Session<'_>, org: &str) -> Session<'a
     s.token(
         id,
         secret,
-        "admin deploy secrets:read exec audit:read read",
+        "admin deploy secrets:read exec audit:read read certs:issue",
         None,
     )
     .await
@@ -116,6 +116,7 @@ async fn cross_tenant_matrix_every_org_route_answers_403_and_nothing_else() {
                 .replace("{id}", &w.victim_principal)
                 .replace("{name}", "db")
                 .replace("{node}", "n1")
+                .replace("{serial}", "4a0b")
                 .replace("{version}", "1");
             // `{}` is a malformed body for every POST: authorization must answer first.
             let body = (route.method != http::Method::GET).then(|| json!({}));

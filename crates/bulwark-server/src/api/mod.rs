@@ -8,6 +8,7 @@
 //! [`route_table`] and a new route cannot escape the cross-tenant matrix.
 
 mod audit;
+pub mod certs;
 pub mod node_api;
 pub mod nodes;
 pub(crate) mod principals;
@@ -69,6 +70,7 @@ fn build() -> Table {
     let t = relations::routes(t);
     let t = secrets::routes(t);
     let t = nodes::routes(t);
+    let t = certs::routes(t);
     audit::routes(t)
 }
 
@@ -159,6 +161,55 @@ impl Ctx {
     }
 }
 
+impl Ctx {
+    /// As [`Ctx::commit`] minus the wait: queues `event` in order (call under the
+    /// sequencer, after [`Ctx::recheck`]) and returns what resolves once it is durable
+    /// (see [`durable_seq`]).
+    fn enqueue(
+        &self,
+        state: &AppState,
+        caller: &Caller,
+        org: Option<&Name>,
+        event: &Event,
+    ) -> Result<
+        impl std::future::Future<Output = Result<bulwark_ledger::Appended, bulwark_ledger::AppendError>>
+        + use<>,
+        ApiProblem,
+    > {
+        let draft = event
+            .draft(
+                &caller.subject.to_string(),
+                org.map(Name::as_str),
+                self.corr.as_ref().map(RequestId::as_str),
+            )
+            .map_err(|e| {
+                tracing::error!(error = %e, "event does not encode");
+                problem(ProblemCode::Internal, "internal error")
+            })?;
+        state.ledger.enqueue(draft).map_err(|e| journal_failed(&e))
+    }
+}
+
+/// The seq of a queued entry once durable; 503 `audit_unavailable` otherwise.
+async fn durable_seq(
+    durable: impl std::future::Future<
+        Output = Result<bulwark_ledger::Appended, bulwark_ledger::AppendError>,
+    >,
+) -> Result<u64, ApiProblem> {
+    durable.await.map(|a| a.seq).map_err(|e| journal_failed(&e))
+}
+
+fn journal_failed(e: &bulwark_ledger::AppendError) -> ApiProblem {
+    tracing::error!(error = %e, "journal append failed");
+    ApiProblem(
+        Problem::new(
+            ProblemCode::AuditUnavailable,
+            "the journal cannot append; nothing was changed",
+        )
+        .retry_after(1),
+    )
+}
+
 /// Re-decides, under the sequencer, what was authorized before it: the caller's token is
 /// still good (not revoked, principal not deleted or revoked since) and the decision still
 /// allows.
@@ -205,16 +256,7 @@ pub(crate) async fn append_event(
         .append(draft)
         .await
         .map(|a| a.seq)
-        .map_err(|e| {
-            tracing::error!(error = %e, "journal append failed");
-            ApiProblem(
-                Problem::new(
-                    ProblemCode::AuditUnavailable,
-                    "the journal cannot append; nothing was changed",
-                )
-                .retry_after(1),
-            )
-        })
+        .map_err(|e| journal_failed(&e))
 }
 
 fn problem(code: ProblemCode, detail: impl Into<String>) -> ApiProblem {

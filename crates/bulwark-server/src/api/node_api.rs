@@ -25,6 +25,7 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
     axum::Router::new()
         .route("/v1/nodes/{id}/secrets", get(read_env))
         .route("/v1/nodes/{id}/secrets/{name}", get(read_secret))
+        .route("/v1/nodes/{id}/renew", axum::routing::post(renew))
         .with_state(state)
 }
 
@@ -64,13 +65,12 @@ impl FromRequestParts<Arc<AppState>> for NodeCaller {
         let [id] = ids.as_slice() else {
             return Err(refuse("node_cert_no_spiffe_id"));
         };
-        let prefix = format!("spiffe://{}/org/", s.trust_domain);
-        let rest = id
-            .strip_prefix(&prefix)
-            .ok_or_else(|| refuse("node_cert_foreign_trust_domain"))?;
-        let (org, node) = rest
-            .split_once("/node/")
-            .ok_or_else(|| refuse("node_cert_not_a_node"))?;
+        let (org, node) = match bulwark_pki::ca::SpiffeId::parse(&s.trust_domain, id) {
+            Some((org, bulwark_pki::ca::Workload::Node, node)) => (org, node),
+            Some(_) => return Err(refuse("node_cert_not_a_node")),
+            None => return Err(refuse("node_cert_foreign_trust_domain")),
+        };
+        let (org, node) = (org.as_str(), node.as_str());
         let dir = s.directory.read();
         let known = dir
             .node(org, node)
@@ -91,6 +91,89 @@ impl FromRequestParts<Arc<AppState>> for NodeCaller {
             subject: node_subject(org, node),
         })
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RenewRequest {
+    csr: String,
+}
+
+/// `POST /v1/nodes/{id}/renew`: a fresh certificate for the same SPIFFE id from a CSR
+/// (the agent makes a new key), over the node's current certificate. Journaled
+/// (`cert.issue` with the node) before it leaves; limited by the node's rate.
+async fn renew(
+    State(s): State<Arc<AppState>>,
+    who: NodeCaller,
+    parts: Parts,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiProblem> {
+    let corr = parts.extensions.get::<RequestId>();
+    if id != who.node {
+        return Err(mismatch(&s, &who, &id, corr).await);
+    }
+    if let Err(secs) = s.node_reads.check(&who.subject.to_string()) {
+        return Err(ApiProblem(
+            Problem::new(
+                ProblemCode::PerNodeRateLimited,
+                "this node is over its request rate",
+            )
+            .retry_after(secs),
+        ));
+    }
+    let req: RenewRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiProblem(Problem::new(
+            ProblemCode::BadRequest,
+            format!("invalid JSON body: {e}"),
+        ))
+    })?;
+    let spiffe = bulwark_pki::ca::SpiffeId::new(
+        &s.trust_domain,
+        &who.org,
+        bulwark_pki::ca::Workload::Node,
+        &who.node,
+    )
+    .map_err(|_| ApiProblem(Problem::new(ProblemCode::Internal, "invalid SPIFFE id")))?;
+    let signed = super::certs::sign(&s, &req.csr, &spiffe, bulwark_pki::ca::Workload::Node, None)?;
+    let event = bulwark_directory::Event::CertIssue {
+        org: who.org.clone(),
+        spiffe_id: spiffe.to_string(),
+        serial: signed.serial.clone(),
+        not_after: signed.not_after,
+        node: Some(who.node.clone()),
+    };
+    let org = bulwark_core::Name::parse(&who.org).ok();
+    let seq = super::append_event(
+        &s,
+        &event,
+        &who.subject.to_string(),
+        org.as_ref(),
+        corr.map(RequestId::as_str),
+    )
+    .await?;
+    Ok(signed.response(&s, &spiffe, seq))
+}
+
+async fn mismatch(
+    s: &AppState,
+    who: &NodeCaller,
+    id: &str,
+    corr: Option<&RequestId>,
+) -> ApiProblem {
+    crate::authn::count_failure("node_mismatch");
+    journal_denial(
+        s,
+        who,
+        format!("org/{}/node/{id}", who.org),
+        "node_mismatch",
+        corr,
+    )
+    .await;
+    ApiProblem(Problem::new(
+        ProblemCode::NodeMismatch,
+        "a node acts only as itself",
+    ))
 }
 
 #[derive(Deserialize)]
@@ -135,19 +218,7 @@ async fn bound_env(
     corr: Option<&RequestId>,
 ) -> Result<bulwark_secrets::view::SecretKey, ApiProblem> {
     if id != who.node {
-        crate::authn::count_failure("node_mismatch");
-        journal_denial(
-            s,
-            who,
-            format!("org/{}/node/{id}", who.org),
-            "node_mismatch",
-            corr,
-        )
-        .await;
-        return Err(ApiProblem(Problem::new(
-            ProblemCode::NodeMismatch,
-            "a node reads only its own secrets",
-        )));
+        return Err(mismatch(s, who, id, corr).await);
     }
     if let Err(secs) = s.node_reads.check(&who.subject.to_string()) {
         return Err(ApiProblem(

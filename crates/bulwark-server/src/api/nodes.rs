@@ -165,6 +165,8 @@ async fn set_quarantine(
             &event,
         )
         .await?;
+    // Open connections of the node are judged again (and closed) now.
+    s.peers_changed();
     Ok(
         Json(json!({"node": node.to_string(), "quarantined": quarantined, "seq": seq}))
             .into_response(),
@@ -300,26 +302,14 @@ async fn enroll(
     }
     let id = SpiffeId::new(&s.trust_domain, &token.org, Workload::Node, &token.node)
         .map_err(|_| problem(ProblemCode::Internal, "invalid SPIFFE id"))?;
-    let leaf = bulwark_pki::ca::sign_csr(
-        &s.intermediate.cert_pem,
-        &s.intermediate.key_pem,
-        &req.csr,
-        &id,
-        Workload::Node,
-        None,
-        time::OffsetDateTime::now_utc(),
-    )
-    .map_err(|e| problem(ProblemCode::BadRequest, format!("the CSR was refused: {e}")))?;
-    let not_after = bulwark_pki::summarize(&leaf)
-        .map_err(|_| problem(ProblemCode::Internal, "issued certificate unreadable"))?
-        .not_after
-        .unix_timestamp();
+    let issued = super::certs::sign(&s, &req.csr, &id, Workload::Node, None)?;
     let event = Event::NodeEnroll {
         org: token.org.clone(),
         node: token.node.clone(),
         token_hash: hash,
         spiffe_id: id.to_string(),
-        not_after,
+        not_after: issued.not_after,
+        serial: Some(issued.serial.clone()),
     };
     let org = bulwark_core::Name::parse(&token.org).ok();
     let corr = parts.extensions.get::<RequestId>().map(RequestId::as_str);
@@ -332,12 +322,5 @@ async fn enroll(
         corr,
     )
     .await?;
-    Ok(Json(json!({
-        "spiffe_id": id.to_string(),
-        "certificate": format!("{leaf}{}", s.intermediate.cert_pem),
-        "ca": s.ca_cert_pem,
-        "not_after": not_after,
-        "seq": seq,
-    }))
-    .into_response())
+    Ok(issued.response(&s, &id, seq))
 }

@@ -20,6 +20,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
+pub mod node;
 pub mod oauth;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_bulwark");
