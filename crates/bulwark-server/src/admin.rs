@@ -98,6 +98,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/v1/admin/journal/checkpoint", post(checkpoint))
         .route("/v1/admin/bootstrap", post(bootstrap))
         .route("/v1/admin/keys/signing/rotate", post(rotate_signing))
+        .route("/v1/admin/tls/rotate", post(rotate_tls))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone())
@@ -217,6 +218,85 @@ async fn rotate_signing(
 ) -> Result<Json<serde_json::Value>, ApiProblem> {
     let (old, new) = crate::token_keys::rotate(&s, &format!("admin:uid{}", peer.0)).await?;
     Ok(Json(json!({"retired": old, "active": new})))
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TlsRotateRequest {
+    #[serde(default)]
+    cert_pem: Option<String>,
+    #[serde(default)]
+    key_pem: Option<zeroize::Zeroizing<String>>,
+}
+
+#[derive(serde::Serialize)]
+struct TlsRotated<'a> {
+    serial: &'a str,
+    not_after: i64,
+    source: &'a str,
+}
+impl bulwark_ledger::entry::EntryData for TlsRotated<'_> {}
+
+/// Replaces the server certificate of both listeners without a restart: the one given
+/// (PEM chain and key), or a fresh one from the intermediate. Refused (and nothing
+/// changes) unless it verifies against the instance root for every server name.
+async fn rotate_tls(
+    State(s): State<Arc<AppState>>,
+    axum::Extension(peer): axum::Extension<PeerUid>,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, ApiProblem> {
+    let req: TlsRotateRequest = if body.is_empty() {
+        TlsRotateRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|_| bad_request("expected {\"cert_pem\": …, \"key_pem\": …} or nothing"))?
+    };
+    let (checked, source) = match (req.cert_pem, req.key_pem) {
+        (Some(cert), Some(key)) => (s.tls.check(&cert, &key), "given"),
+        (None, None) => (s.tls.reissue(&s.intermediate), "issued"),
+        _ => return Err(bad_request("give both cert_pem and key_pem, or neither")),
+    };
+    let rotated = checked.map_err(|e| {
+        tracing::warn!(error = %format!("{e:#}"), "server certificate refused");
+        bad_request(&format!("refused, nothing changed: {e:#}"))
+    })?;
+    let draft = bulwark_ledger::entry::Draft::new(
+        bulwark_ledger::entry::Kind::State,
+        "tls.rotate",
+        format!("instance/{}", s.instance_id),
+    )
+    .actor(format!("admin:uid{}", peer.0))
+    .data(&TlsRotated {
+        serial: &rotated.serial,
+        not_after: rotated.not_after,
+        source,
+    })
+    .map_err(|_| bad_request("cannot encode"))?;
+    let seq = s
+        .ledger
+        .append(draft)
+        .await
+        .map_err(|e| journal_down(&e))?
+        .seq;
+    let (serial, not_after) = (rotated.serial.clone(), rotated.not_after);
+    s.tls.publish(rotated).await.map_err(|e| {
+        tracing::error!(error = %format!("{e:#}"), "server certificate not published");
+        ApiProblem(Problem::new(
+            ProblemCode::Internal,
+            "the certificate was journaled but could not be stored; the old one is still served",
+        ))
+    })?;
+    tracing::info!(
+        serial = serial.as_str(),
+        source,
+        "server certificate rotated"
+    );
+    Ok(Json(json!({
+        "serial": serial,
+        "not_after": not_after,
+        "source": source,
+        "seq": seq,
+    })))
 }
 
 /// Signs a checkpoint of the journal now.

@@ -21,6 +21,16 @@ pub struct Client {
 impl Client {
     /// A client trusting the PEM certificates in `ca_pem`.
     pub fn new(ca_pem: &str) -> anyhow::Result<Self> {
+        Self::build(ca_pem, None)
+    }
+
+    /// A client trusting `ca_pem` that presents a client certificate (PEM chain, PEM key):
+    /// a node talking to the node API. Refuses a key that does not match the certificate.
+    pub fn with_identity(ca_pem: &str, chain_pem: &str, key_pem: &str) -> anyhow::Result<Self> {
+        Self::build(ca_pem, Some((chain_pem, key_pem)))
+    }
+
+    fn build(ca_pem: &str, identity: Option<(&str, &str)>) -> anyhow::Result<Self> {
         let mut roots = rustls::RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
             roots
@@ -31,10 +41,22 @@ impl Client {
             bail!("no CA certificate given");
         }
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+            .with_root_certificates(roots);
+        let mut cfg = match identity {
+            None => builder.with_no_client_auth(),
+            Some((chain_pem, key_pem)) => {
+                let chain = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+                    .collect::<Result<Vec<_>, _>>()
+                    .context("client certificate PEM")?;
+                let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+                    .context("client key PEM")?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .context("the client key does not match its certificate")?
+            }
+        };
         cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Self {
             tls: tokio_rustls::TlsConnector::from(Arc::new(cfg)),

@@ -143,6 +143,10 @@ pub struct ServeArgs {
     #[arg(long, env = "BULWARK_TRUST_DOMAIN", value_name = "DOMAIN")]
     pub trust_domain: Option<String>,
 
+    /// Lifetime of node certificates in seconds, 60 to 30 days [default: 86400].
+    #[arg(long, env = "BULWARK_NODE_CERT_TTL_SECS", value_name = "SECS")]
+    pub node_cert_ttl_secs: Option<u64>,
+
     /// Require a server-issued DPoP nonce at the token endpoint (RFC 9449 §8) [default: true].
     #[arg(long, env = "BULWARK_DPOP_NONCE", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub dpop_nonce: Option<bool>,
@@ -185,6 +189,8 @@ pub struct Config {
     pub trust_domain: String,
     /// The node API listener.
     pub node_listen: SocketAddr,
+    /// Lifetime of node certificates.
+    pub node_cert_ttl: Duration,
 }
 
 macro_rules! overlay {
@@ -202,7 +208,8 @@ impl ServeArgs {
             max_connections, rate_limit_rps, rate_limit_burst, max_body_bytes,
             max_decoded_bytes, max_decompression_ratio, checkpoint_interval_ms,
             insecure_serve_entry_bundles, readiness_interval_ms, public_url, token_ttl_secs,
-            dpop_nonce, org_secret_reads_rps, org_secret_reads_burst, node_secret_reads_rps, trust_domain, node_listen)
+            dpop_nonce, org_secret_reads_rps, org_secret_reads_burst, node_secret_reads_rps, trust_domain, node_listen,
+            node_cert_ttl_secs)
     }
 
     /// Reads the TOML file named by `--config`, if any, and overlays flags and environment
@@ -313,6 +320,14 @@ impl ServeArgs {
                 (rps, self.org_secret_reads_burst.unwrap_or(rps))
             },
             node_secret_reads: self.node_secret_reads_rps.unwrap_or(50),
+            node_cert_ttl: {
+                let t = self.node_cert_ttl_secs.unwrap_or(86_400);
+                anyhow::ensure!(
+                    (60..=30 * 86_400).contains(&t),
+                    "node_cert_ttl_secs must be between 60 and 2592000 (30 days)"
+                );
+                Duration::from_secs(t)
+            },
             node_listen: self
                 .node_listen
                 .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 8444))),

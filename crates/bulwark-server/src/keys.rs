@@ -5,6 +5,11 @@
 //! silently regenerated CA or KEK would orphan every client and every ciphertext. Only the
 //! server certificate is re-issued on its own, when it is due (a third of its life left) or
 //! does not cover the configured names. In amnesia mode everything lives in memory.
+//!
+//! The root key can go offline (`bulwark admin export-root-key`): it is written to a file
+//! of the operator's choosing and removed from the data directory, leaving a marker
+//! (`ca.key.offline`) so that its absence is a decision, not a loss. The server keeps
+//! working with the intermediate, which then also issues the server certificate.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -25,8 +30,12 @@ pub const SERVER_CERT_VALIDITY: Duration = Duration::from_secs(30 * 24 * 3600);
 const INSTANCE_ID: &str = "instance-id";
 const CA_CERT: &str = "ca.pem";
 const CA_KEY: &str = "ca.key";
-const SERVER_CERT: &str = "server.pem";
-const SERVER_KEY: &str = "server.key";
+/// Present when the root key was exported and removed on purpose.
+const ROOT_OFFLINE: &str = "ca.key.offline";
+/// The server certificate (chain) in the data directory.
+pub const SERVER_CERT: &str = "server.pem";
+/// The server key in the data directory.
+pub const SERVER_KEY: &str = "server.key";
 /// The KEK file in the data directory.
 pub const KEK_FILE: &str = "kek.key";
 /// The token signing key file in the data directory.
@@ -53,7 +62,8 @@ pub struct InstanceKeys {
     pub instance_id: String,
     /// Root CA certificate, PEM (public; written as `ca.pem`).
     pub ca_cert_pem: String,
-    ca_key_pem: Zeroizing<String>,
+    /// The root key; `None` once it was taken offline.
+    ca_key_pem: Option<Zeroizing<String>>,
     /// Server certificate, PEM.
     pub server_cert_pem: String,
     server_key_pem: Zeroizing<String>,
@@ -81,7 +91,7 @@ impl InstanceKeys {
         Ok(Self {
             instance_id,
             ca_cert_pem: ca.cert_pem,
-            ca_key_pem: ca.key_pem,
+            ca_key_pem: Some(ca.key_pem),
             server_cert_pem: server.cert_pem,
             server_key_pem: server.key_pem,
             kek: match kek {
@@ -133,7 +143,11 @@ impl InstanceKeys {
             .to_owned();
         let ca_cert_pem = std::fs::read_to_string(dir.join(CA_CERT))
             .with_context(|| format!("missing `{CA_CERT}` in `{}`", dir.display()))?;
-        let ca_key_pem = read_private(&dir.join(CA_KEY))?;
+        let ca_key_pem = if dir.join(CA_KEY).exists() || !dir.join(ROOT_OFFLINE).exists() {
+            Some(read_private(&dir.join(CA_KEY))?)
+        } else {
+            None
+        };
         let kek = match env_kek {
             Some(k) if dir.join(KEK_FILE).exists() => {
                 let file = Kek::decode(&read_private(&dir.join(KEK_FILE))?)
@@ -177,17 +191,40 @@ impl InstanceKeys {
         let (server_cert_pem, server_key_pem) = match stored {
             Some((cert, key)) if reusable => (cert, key),
             _ => {
-                let issued = bulwark_pki::issue_server_cert(
-                    &ca_cert_pem,
-                    &ca_key_pem,
-                    names,
-                    SERVER_CERT_VALIDITY,
-                    now,
-                )?;
+                // From the root while it is here; from the intermediate (chain included)
+                // once the root is offline.
+                let (issued, chain_tail) = match &ca_key_pem {
+                    Some(root_key) => (
+                        bulwark_pki::issue_server_cert(
+                            &ca_cert_pem,
+                            root_key,
+                            names,
+                            SERVER_CERT_VALIDITY,
+                            now,
+                        )?,
+                        String::new(),
+                    ),
+                    None => {
+                        let inter = load_intermediate(dir)?.context(
+                            "the root key is offline and there is no intermediate to issue the server certificate",
+                        )?;
+                        (
+                            bulwark_pki::issue_server_cert(
+                                &inter.cert_pem,
+                                &inter.key_pem,
+                                names,
+                                SERVER_CERT_VALIDITY,
+                                now,
+                            )?,
+                            inter.cert_pem,
+                        )
+                    }
+                };
+                let chain = format!("{}{chain_tail}", issued.cert_pem);
                 write_atomic(&dir.join(SERVER_KEY), issued.key_pem.as_bytes(), 0o600)?;
-                write_atomic(&dir.join(SERVER_CERT), issued.cert_pem.as_bytes(), 0o644)?;
+                write_atomic(&dir.join(SERVER_CERT), chain.as_bytes(), 0o644)?;
                 tracing::info!("server certificate issued");
-                (issued.cert_pem, issued.key_pem)
+                (chain, issued.key_pem)
             }
         };
         Ok((
@@ -208,7 +245,9 @@ impl InstanceKeys {
     fn persist(&self, dir: &Path, write_kek: bool) -> anyhow::Result<()> {
         // Keys first, the instance id last: a crash part-way leaves no `instance-id`, and
         // the next start refuses to overwrite the partial set instead of mixing two.
-        write_atomic(&dir.join(CA_KEY), self.ca_key_pem.as_bytes(), 0o600)?;
+        if let Some(k) = &self.ca_key_pem {
+            write_atomic(&dir.join(CA_KEY), k.as_bytes(), 0o600)?;
+        }
         write_atomic(&dir.join(CA_CERT), self.ca_cert_pem.as_bytes(), 0o644)?;
         write_atomic(&dir.join(SERVER_KEY), self.server_key_pem.as_bytes(), 0o600)?;
         write_atomic(
@@ -245,16 +284,17 @@ impl InstanceKeys {
     /// missing (first start, or a directory from before the intermediate existed).
     pub fn intermediate(&self, dir: Option<&Path>) -> anyhow::Result<Intermediate> {
         if let Some(d) = dir
-            && d.join(INTERMEDIATE_CERT).exists()
+            && let Some(found) = load_intermediate(d)?
         {
-            return Ok(Intermediate {
-                cert_pem: std::fs::read_to_string(d.join(INTERMEDIATE_CERT))?,
-                key_pem: read_private(&d.join(INTERMEDIATE_KEY))?,
-            });
+            return Ok(found);
         }
+        let root_key = self
+            .ca_key_pem
+            .as_ref()
+            .context("the intermediate is missing and the root key is offline: bring the root key back to issue one")?;
         let issued = bulwark_pki::ca::create_intermediate(
             &self.ca_cert_pem,
-            &self.ca_key_pem,
+            root_key,
             &self.instance_id,
             bulwark_pki::ca::KeyAlg::P256,
             OffsetDateTime::now_utc(),
@@ -377,6 +417,64 @@ pub fn server_config(
     Ok(Arc::new(cfg))
 }
 
+/// The intermediate in `dir`, if there is one.
+fn load_intermediate(dir: &Path) -> anyhow::Result<Option<Intermediate>> {
+    if !dir.join(INTERMEDIATE_CERT).exists() {
+        return Ok(None);
+    }
+    Ok(Some(Intermediate {
+        cert_pem: std::fs::read_to_string(dir.join(INTERMEDIATE_CERT))?,
+        key_pem: read_private(&dir.join(INTERMEDIATE_KEY))?,
+    }))
+}
+
+/// Takes the root key offline: writes it to `out` (a new file, 0600, synced and read back),
+/// then removes it from `dir`, leaving the `ca.key.offline` marker. Refused while a server
+/// runs on `dir`, when the intermediate is missing (nothing could issue then), or when the
+/// root is offline already. Returns the root's fingerprint.
+pub fn export_root_key(dir: &Path, out: &Path) -> anyhow::Result<String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let _lock = crate::fsutil::lock_dir(dir)?;
+    if dir.join(ROOT_OFFLINE).exists() {
+        bail!("the root key of `{}` is offline already", dir.display());
+    }
+    if load_intermediate(dir)?.is_none() {
+        bail!(
+            "`{}` has no intermediate yet: start the server once before taking the root offline",
+            dir.display()
+        );
+    }
+    let key = read_private(&dir.join(CA_KEY))?;
+    let ca_pem = std::fs::read_to_string(dir.join(CA_CERT))
+        .with_context(|| format!("missing `{CA_CERT}`"))?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(out)
+        .with_context(|| format!("cannot create `{}` (it must not exist)", out.display()))?;
+    f.write_all(key.as_bytes())
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("cannot write `{}`", out.display()))?;
+    drop(f);
+    if read_private(out)?.as_bytes() != key.as_bytes() {
+        bail!(
+            "`{}` does not read back as written; the root key stays",
+            out.display()
+        );
+    }
+    let fingerprint = bulwark_ledger::verify::hex(&bulwark_crypto::sha256(ca_pem.as_bytes()));
+    write_atomic(
+        &dir.join(ROOT_OFFLINE),
+        format!("root key exported; root certificate sha256 {fingerprint}\n").as_bytes(),
+        0o644,
+    )?;
+    std::fs::remove_file(dir.join(CA_KEY)).context("cannot remove the root key")?;
+    crate::fsutil::sync_dir(dir)?;
+    Ok(fingerprint)
+}
+
 fn new_instance_id() -> anyhow::Result<String> {
     let mut b = [0u8; 8];
     bulwark_crypto::fill_random(&mut b)?;
@@ -473,5 +571,42 @@ mod tests {
         let before = std::fs::read(t.path().join(CA_KEY)).unwrap();
         assert!(InstanceKeys::load_or_create(t.path(), &names(), None).is_err());
         assert_eq!(before, std::fs::read(t.path().join(CA_KEY)).unwrap());
+    }
+
+    #[test]
+    fn the_root_goes_offline_and_the_intermediate_carries_on() {
+        let t = tempfile::tempdir().unwrap();
+        let (a, _) = InstanceKeys::load_or_create(t.path(), &names(), None).unwrap();
+        let out = t.path().join("root-offline.key");
+        // Not before the intermediate exists.
+        assert!(export_root_key(t.path(), &out).is_err());
+        let inter = a.intermediate(Some(t.path())).unwrap();
+        let fp = export_root_key(t.path(), &out).unwrap();
+        assert_eq!(fp.len(), 64);
+        assert!(!t.path().join(CA_KEY).exists());
+        assert_eq!(
+            std::fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(export_root_key(t.path(), &t.path().join("again.key")).is_err());
+        // A due server certificate now comes from the intermediate, chain included.
+        std::fs::remove_file(t.path().join(SERVER_CERT)).unwrap();
+        let (b, created) = InstanceKeys::load_or_create(t.path(), &names(), None).unwrap();
+        assert!(!created);
+        assert!(b.ca_key_pem.is_none());
+        assert_eq!(b.server_cert_pem.matches("BEGIN CERTIFICATE").count(), 2);
+        assert!(b.server_cert_pem.ends_with(&inter.cert_pem));
+        let judge = Arc::new(crate::pki::PeerJudge::new(
+            Arc::new(bulwark_directory::DirectoryView::default()),
+            "bulwark.test".into(),
+        ));
+        b.tls_config(&judge).unwrap();
+        assert_eq!(
+            b.intermediate(Some(t.path())).unwrap().cert_pem,
+            inter.cert_pem
+        );
+        // Without the marker a missing root key is a loss, not a decision: refused.
+        std::fs::remove_file(t.path().join(ROOT_OFFLINE)).unwrap();
+        assert!(InstanceKeys::load_or_create(t.path(), &names(), None).is_err());
     }
 }

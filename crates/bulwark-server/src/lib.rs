@@ -28,6 +28,7 @@ pub mod projections;
 pub mod readiness;
 pub mod remote;
 pub mod routes;
+pub mod tls;
 pub mod token_keys;
 
 use std::net::SocketAddr;
@@ -90,6 +91,12 @@ pub struct AppState {
     pub peer_epoch: tokio::sync::watch::Sender<u64>,
     /// The last CRL signed.
     pub crl: pki::CrlCache,
+    /// The node API's URL, as agents should reach it.
+    pub node_api_url: String,
+    /// Lifetime of node certificates.
+    pub node_cert_ttl: Duration,
+    /// The listeners' TLS configurations (server certificate rotation).
+    pub tls: tls::ServerTls,
 }
 
 impl AppState {
@@ -154,7 +161,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         .context("loading secret ciphertexts")?;
     api::secrets::shred_destroyed(&secrets_view, secret_blobs.as_ref(), &secret_cache);
     record_start(&ledger, &keys, &key_view).await?;
-    let (_tls_tx, tls_rx) = tokio::sync::watch::channel(tls);
+    let (tls_tx, tls_rx) = tokio::sync::watch::channel(tls);
 
     let listener = TcpListener::bind(cfg.listen)
         .await
@@ -163,6 +170,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {} (node API)", cfg.node_listen))?;
     let node_tls = keys.node_tls_config(&judge)?;
+    let (node_tls_tx, node_tls_rx) = tokio::sync::watch::channel(node_tls);
     let listen = listener.local_addr()?;
     let issuer = cfg.public_url.clone().unwrap_or_else(|| {
         let host = cfg.server_names.first().map_or("localhost", String::as_str);
@@ -209,6 +217,20 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         trust_domain: cfg.trust_domain.clone(),
         peer_epoch: tokio::sync::watch::channel(0).0,
         crl: pki::CrlCache::default(),
+        node_cert_ttl: cfg.node_cert_ttl,
+        tls: tls::ServerTls::new(
+            tls_tx,
+            node_tls_tx,
+            judge.clone(),
+            keys.ca_cert_pem.clone(),
+            cfg.server_names.clone(),
+            cfg.data_dir.clone(),
+        ),
+        node_api_url: format!(
+            "https://{}:{}",
+            cfg.server_names.first().map_or("localhost", String::as_str),
+            node_listener.local_addr()?.port()
+        ),
     });
     let revalidate = bulwark_http::listener::Revalidate {
         check: judge.clone(),
@@ -275,7 +297,6 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         ),
         bulwark_http::Hardening::new(cfg.limits.clone()),
     );
-    let (_node_tls_tx, node_tls_rx) = tokio::sync::watch::channel(node_tls);
     let node_addr = node_listener.local_addr()?;
     let node_limits = cfg.limits.clone();
     let node_revalidate = revalidate.clone();

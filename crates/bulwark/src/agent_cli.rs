@@ -48,6 +48,7 @@ pub async fn enroll(server: &str, ca: &Path, token: &str, dir: &Path) -> anyhow:
         "server": server.trim_end_matches('/'),
         "spiffe_id": v["spiffe_id"],
         "not_after": v["not_after"],
+        "node_api": v["node_api"],
     });
     write_atomic(
         &dir.join("node.json"),

@@ -172,6 +172,29 @@ enum AgentCommand {
         #[arg(long, value_name = "DIR", default_value = "bulwark-agent")]
         dir: PathBuf,
     },
+    /// Run the agent: renew the certificate at half its life, fetch the env's secrets
+    /// over mTLS and keep the secrets file (0400 in a 0700 directory) current; retries
+    /// with backoff when the server is away, keeping the last good file. JSON logs.
+    Run {
+        /// The agent's directory (from `agent enroll`).
+        #[arg(long, value_name = "DIR", default_value = "bulwark-agent")]
+        dir: PathBuf,
+        /// The node API's URL [default: the one recorded at enrolment].
+        #[arg(long, value_name = "URL")]
+        node_api: Option<String>,
+        /// The secrets file [default: <dir>/secrets/env].
+        #[arg(long, value_name = "FILE")]
+        secrets_file: Option<PathBuf>,
+        /// Seconds between rounds (jittered by ±10 %).
+        #[arg(long, value_name = "SECS", default_value_t = 30)]
+        interval: u64,
+        /// One round, then exit: 0 if it succeeded.
+        #[arg(long)]
+        once: bool,
+        /// Log level.
+        #[arg(long, value_name = "LEVEL", default_value = "info")]
+        log_level: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -266,6 +289,30 @@ enum AdminCommand {
     /// Rotate the access-token signing key. The retired key stays in the JWKS (and keeps
     /// verifying) until every token it signed has expired (15 min + 30 s).
     RotateSigningKey(AdminArgs),
+    /// Replace the server certificate of the API and node listeners without a restart:
+    /// the given PEM chain and key, or (without them) a fresh one from the intermediate.
+    /// Refused, and nothing changes, unless it verifies against the instance root.
+    RotateServerCert {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// The certificate chain (PEM, leaf first).
+        #[arg(long, value_name = "FILE", requires = "key")]
+        cert: Option<PathBuf>,
+        /// Its private key (PEM).
+        #[arg(long, value_name = "FILE", requires = "cert")]
+        key: Option<PathBuf>,
+    },
+    /// Take the root CA key offline: write it to a new file (0600) and remove it from the
+    /// data directory. The server keeps issuing with the intermediate. Run it with the
+    /// server stopped; to bring the root back, copy the file to `<data-dir>/ca.key` (0600)
+    /// and delete `<data-dir>/ca.key.offline`.
+    ExportRootKey {
+        #[command(flatten)]
+        data: DataDir,
+        /// Where to write the root key (must not exist).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -281,6 +328,7 @@ struct AdminArgs {
 }
 
 mod agent_cli;
+mod agent_run;
 mod secrets_cli;
 
 fn main() -> ExitCode {
@@ -300,6 +348,19 @@ fn main() -> ExitCode {
         Command::Admin {
             command: AdminCommand::RotateSigningKey(args),
         } => admin_rotate(args),
+        Command::Admin {
+            command: AdminCommand::RotateServerCert { admin, cert, key },
+        } => admin_rotate_tls(admin, cert.as_deref(), key.as_deref()),
+        Command::Admin {
+            command: AdminCommand::ExportRootKey { data, out },
+        } => bulwark_server::keys::export_root_key(&data.path, &out).map(|fp| {
+            println!(
+                "the root key is in `{}` and no longer in `{}` (root certificate sha256 {fp}); keep it offline",
+                out.display(),
+                data.path.display()
+            );
+            ExitCode::SUCCESS
+        }),
         Command::Audit { command } => audit(command),
         Command::Keys {
             command: KeysCommand::RotateKek { data },
@@ -313,6 +374,27 @@ fn main() -> ExitCode {
                     dir,
                 },
         } => block_on(agent_cli::enroll(&server, &ca, &token, &dir)).and_then(|r| r),
+        Command::Agent {
+            command:
+                AgentCommand::Run {
+                    dir,
+                    node_api,
+                    secrets_file,
+                    interval,
+                    once,
+                    log_level,
+                },
+        } => {
+            bulwark_server::init_logging(&log_level);
+            block_on(agent_run::run(agent_run::RunOptions {
+                dir,
+                node_api,
+                secrets_file,
+                interval: std::time::Duration::from_secs(interval.max(1)),
+                once,
+            }))
+            .and_then(|r| r)
+        }
         Command::Login {
             server,
             ca,
@@ -556,6 +638,38 @@ fn rotate_kek(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
     bar.finish_and_clear();
     println!("{}", serde_json::to_string_pretty(&r)?);
     Ok(ExitCode::SUCCESS)
+}
+
+fn admin_rotate_tls(
+    args: AdminArgs,
+    cert: Option<&std::path::Path>,
+    key: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    let socket = args
+        .socket
+        .unwrap_or_else(|| admin::default_socket(&args.data.path));
+    let body = match (cert, key) {
+        (Some(c), Some(k)) => {
+            let cert_pem = std::fs::read_to_string(c)
+                .with_context(|| format!("cannot read `{}`", c.display()))?;
+            let key_pem = bulwark_server::fsutil::read_private(k)?;
+            serde_json::json!({"cert_pem": cert_pem, "key_pem": key_pem.as_str()})
+        }
+        _ => serde_json::json!({}),
+    };
+    match block_on(admin::post_json(&socket, "/v1/admin/tls/rotate", &body))?? {
+        (200, body) => {
+            println!("{body}");
+            Ok(ExitCode::SUCCESS)
+        }
+        (status, body) => anyhow::bail!(
+            "{}",
+            body["detail"].as_str().map_or_else(
+                || format!("admin socket answered {status}: {body}"),
+                str::to_owned
+            )
+        ),
+    }
 }
 
 fn admin_rotate(args: AdminArgs) -> anyhow::Result<ExitCode> {

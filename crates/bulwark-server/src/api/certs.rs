@@ -62,16 +62,20 @@ pub(crate) struct Signed {
 
 impl Signed {
     /// The answer every issuance gives: the leaf with the intermediate, the root, the id.
-    pub(crate) fn response(&self, s: &AppState, id: &SpiffeId, seq: u64) -> Response {
-        Json(json!({
+    pub(crate) fn json(&self, s: &AppState, id: &SpiffeId, seq: u64) -> serde_json::Value {
+        json!({
             "spiffe_id": id.to_string(),
             "serial": self.serial,
             "certificate": format!("{}{}", self.leaf_pem, s.intermediate.cert_pem),
             "ca": s.ca_cert_pem,
             "not_after": self.not_after,
             "seq": seq,
-        }))
-        .into_response()
+        })
+    }
+
+    /// [`Signed::json`] as a 200 response.
+    pub(crate) fn response(&self, s: &AppState, id: &SpiffeId, seq: u64) -> Response {
+        Json(self.json(s, id, seq)).into_response()
     }
 }
 

@@ -135,7 +135,13 @@ async fn renew(
         &who.node,
     )
     .map_err(|_| ApiProblem(Problem::new(ProblemCode::Internal, "invalid SPIFFE id")))?;
-    let signed = super::certs::sign(&s, &req.csr, &spiffe, bulwark_pki::ca::Workload::Node, None)?;
+    let signed = super::certs::sign(
+        &s,
+        &req.csr,
+        &spiffe,
+        bulwark_pki::ca::Workload::Node,
+        Some(s.node_cert_ttl),
+    )?;
     let event = bulwark_directory::Event::CertIssue {
         org: who.org.clone(),
         spiffe_id: spiffe.to_string(),

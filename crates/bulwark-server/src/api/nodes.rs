@@ -302,7 +302,7 @@ async fn enroll(
     }
     let id = SpiffeId::new(&s.trust_domain, &token.org, Workload::Node, &token.node)
         .map_err(|_| problem(ProblemCode::Internal, "invalid SPIFFE id"))?;
-    let issued = super::certs::sign(&s, &req.csr, &id, Workload::Node, None)?;
+    let issued = super::certs::sign(&s, &req.csr, &id, Workload::Node, Some(s.node_cert_ttl))?;
     let event = Event::NodeEnroll {
         org: token.org.clone(),
         node: token.node.clone(),
@@ -322,5 +322,7 @@ async fn enroll(
         corr,
     )
     .await?;
-    Ok(issued.response(&s, &id, seq))
+    let mut v = issued.json(&s, &id, seq);
+    v["node_api"] = json!(s.node_api_url);
+    Ok(Json(v).into_response())
 }

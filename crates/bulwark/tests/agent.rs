@@ -1,0 +1,210 @@
+//! The node agent end to end with the real binary: `serve`, an operator registers and
+//! binds a node, `agent enroll`, then `agent run` renews its certificate over mTLS, writes
+//! the env's secrets file (0400 in a 0700 directory), follows changes, keeps the last
+//! good file while the server is away and catches up when it is back. Its logs are JSON
+//! and name no value.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::{BufRead as _, BufReader};
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use common::Server;
+use common::node::enrolled;
+use serde_json::json;
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn put(op: &common::oauth::Session<'_>, name: &str, value: &str) {
+    let body = json!({"value": base64::engine::general_purpose::STANDARD.encode(value)});
+    let r = op
+        .call(
+            "PUT",
+            &format!("/v1/orgs/acme/apps/web/envs/prod/secrets/{name}"),
+            Some(body),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrol_then_run_keeps_the_secrets_file_current_and_survives_an_outage() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().join("data");
+    let node_port = free_port().to_string();
+    let node_listen = format!("127.0.0.1:{node_port}");
+    // 200 s certificates (back-dated 5 min) are always past half-life: the agent renews
+    // at every round, which this test wants to see.
+    let args = [
+        "--rate-limit-rps",
+        "0",
+        "--node-listen",
+        node_listen.as_str(),
+        "--node-cert-ttl-secs",
+        "200",
+    ];
+    let s = Server::start_in(&dir, &args, &[]);
+    let (id, secret) = s.bootstrap("none");
+    let op = s
+        .token(&id, &secret, "admin read secrets:write audit:read", None)
+        .await;
+    for (path, name) in [
+        ("/v1/orgs", "acme"),
+        ("/v1/orgs/acme/apps", "web"),
+        ("/v1/orgs/acme/apps/web/envs", "prod"),
+    ] {
+        assert_eq!(op.post(path, json!({"name": name})).await.status, 201);
+    }
+    put(&op, "db-password", "hunter2-first").await;
+    put(&op, "api-key", "k-123").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (enrolled_chain, _) = enrolled(&s, &op, "acme", "n1", tmp.path()).await;
+    let r = op
+        .post(
+            "/v1/orgs/acme/relations",
+            json!({"scope": "org/acme/app/web/env/prod", "relation": "bound_node", "subject": "node:acme_n1"}),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+
+    let agent_dir = tmp.path().join("n1");
+    let mut agent = Command::new(common::BIN)
+        .args(["agent", "run", "--interval", "1", "--dir"])
+        .arg(&agent_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let logs: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let raw: Arc<Mutex<String>> = Arc::default();
+    {
+        let (logs, raw) = (logs.clone(), raw.clone());
+        let out = agent.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                raw.lock().unwrap().push_str(&line);
+                let v: serde_json::Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| panic!("agent log line is not JSON: {line}"));
+                logs.lock().unwrap().push(v);
+            }
+        });
+    }
+    let count = |msg: &str| {
+        logs.lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l["msg"] == msg)
+            .count()
+    };
+
+    let file = agent_dir.join("secrets").join("env");
+    let read = || std::fs::read_to_string(&file).unwrap_or_default();
+    wait_for("the secrets file", 20, || file.exists());
+    assert_eq!(
+        read(),
+        "BULWARK_SECRETS_V1\nAPI_KEY=k-123\nDB_PASSWORD=hunter2-first\n"
+    );
+    assert_eq!(mode(&file), 0o400);
+    assert_eq!(mode(&agent_dir.join("secrets")), 0o700);
+
+    // It renewed over mTLS: a new certificate for the same id, journaled as cert.issue.
+    wait_for("a renewal", 20, || count("certificate renewed") >= 1);
+    let chain = std::fs::read_to_string(agent_dir.join("node.pem")).unwrap();
+    let (old, new) = (
+        bulwark_pki::summarize(&enrolled_chain).unwrap(),
+        bulwark_pki::summarize(&chain).unwrap(),
+    );
+    assert_ne!(old.serial, new.serial);
+    assert_eq!(
+        bulwark_pki::spiffe_ids(&rustls_der(&chain)),
+        vec!["spiffe://bulwark.local/org/acme/node/n1".to_owned()]
+    );
+    assert!(!agent_dir.join("node.key.next").exists());
+    assert_eq!(mode(&agent_dir.join("node.key")), 0o600);
+
+    // A change reaches the file.
+    put(&op, "db-password", "hunter2-second").await;
+    wait_for("the new value", 20, || read().contains("hunter2-second"));
+
+    // The server goes away: the agent retries with backoff and keeps the last good file.
+    s.stop();
+    let failed_before = count("round failed; the last good secrets file is kept");
+    wait_for("failed rounds", 20, || {
+        count("round failed; the last good secrets file is kept") >= failed_before + 2
+    });
+    assert!(
+        read().contains("hunter2-second"),
+        "the last good file is kept"
+    );
+    assert_eq!(mode(&file), 0o400);
+
+    // Back (same data, same node port): the agent catches up.
+    let s = Server::start_in(&dir, &args, &[]);
+    let op = s
+        .token(&id, &secret, "admin read secrets:write audit:read", None)
+        .await;
+    put(&op, "db-password", "hunter2-third").await;
+    wait_for("recovery", 90, || read().contains("hunter2-third"));
+
+    // Every read and renewal is in the journal.
+    let entries = op.get("/v1/orgs/acme/audit/entries?limit=500").await.json();
+    let actions: Vec<String> = entries["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(actions.iter().any(|a| a == "cert.issue"));
+    assert!(
+        actions.iter().filter(|a| *a == "secret.read").count() >= 3,
+        "{actions:?}"
+    );
+
+    // SIGTERM: a clean exit. No value in its logs.
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(agent.id().to_string())
+        .status();
+    let status = agent.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let text = raw.lock().unwrap().clone();
+    for value in ["hunter2", "k-123"] {
+        assert!(!text.contains(value), "the agent logged a value");
+    }
+}
+
+fn rustls_der(chain_pem: &str) -> Vec<u8> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject as _;
+    CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .next()
+        .unwrap()
+        .unwrap()
+        .to_vec()
+}
