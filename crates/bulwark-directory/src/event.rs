@@ -199,9 +199,12 @@ pub enum Event {
         /// The node it renews, if a node's.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         node: Option<String>,
+        /// The certificate the renewal rode on (revoking that one revokes this one too).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        renewed_from: Option<String>,
     },
-    /// A certificate was revoked: refused at the next handshake, listed in the CRL until
-    /// it expires.
+    /// A certificate was revoked, with every renewal made from it: refused at the next
+    /// handshake, listed in the CRL until it expires.
     #[serde(rename = "cert.revoke")]
     CertRevoke {
         /// The org it belongs to.

@@ -95,6 +95,12 @@ pub struct IssuedCert {
     /// Why, if said.
     #[serde(default)]
     pub reason: Option<String>,
+    /// The certificate this one renewed (it rode on it), if a renewal.
+    #[serde(default)]
+    pub renewed_from: Option<String>,
+    /// The certificate that renewed this one (each renews at most once).
+    #[serde(default)]
+    pub renewed_to: Option<String>,
 }
 
 /// Issued certificates are forgotten this long after they expire.
@@ -110,6 +116,10 @@ pub struct Directory {
     nodes: BTreeMap<(String, String), Node>,
     join_tokens: HashMap<String, JoinToken>,
     certs: HashMap<String, IssuedCert>,
+    /// `(not_after, serial)` of every kept certificate: pruning takes from the front.
+    cert_expiry: BTreeSet<(i64, String)>,
+    /// Serials of the revoked ones.
+    revoked_serials: BTreeSet<String>,
 }
 
 /// The wire form of a snapshot.
@@ -230,19 +240,51 @@ impl Directory {
 
     /// Every revoked certificate that has not expired at `now`, by serial.
     pub fn revoked_certs(&self, now: i64) -> Vec<(&String, &IssuedCert)> {
-        let mut v: Vec<_> = self
-            .certs
+        self.revoked_serials
             .iter()
-            .filter(|(_, c)| c.revoked_at.is_some() && c.not_after > now)
-            .collect();
-        v.sort_by(|a, b| a.0.cmp(b.0));
-        v
+            .filter_map(|s| self.certs.get_key_value(s))
+            .filter(|(_, c)| c.not_after > now)
+            .collect()
     }
 
     fn record_cert(&mut self, now: i64, serial: String, cert: IssuedCert) {
-        self.certs
-            .retain(|_, c| c.not_after.saturating_add(CERT_GRACE_SECS) > now);
+        // Forget certificates long expired, oldest first (no scan of the live ones).
+        while let Some(first) = self.cert_expiry.first().cloned() {
+            if first.0.saturating_add(CERT_GRACE_SECS) > now {
+                break;
+            }
+            self.cert_expiry.pop_first();
+            self.certs.remove(&first.1);
+            self.revoked_serials.remove(&first.1);
+        }
+        if let Some(from) = &cert.renewed_from
+            && let Some(parent) = self.certs.get_mut(from)
+        {
+            parent.renewed_to = Some(serial.clone());
+        }
+        self.cert_expiry.insert((cert.not_after, serial.clone()));
         self.certs.insert(serial, cert);
+    }
+
+    /// Revokes `serial` and every renewal made from it (a stolen key's renewals go with it).
+    fn revoke_line(&mut self, now: i64, serial: &str, reason: Option<String>) {
+        let mut next = Some(serial.to_owned());
+        let mut hops = 0;
+        while let Some(s) = next.take() {
+            let Some(c) = self.certs.get_mut(&s) else {
+                break;
+            };
+            if c.revoked_at.is_none() {
+                c.revoked_at = Some(now);
+                c.reason.clone_from(&reason);
+            }
+            self.revoked_serials.insert(s);
+            next = c.renewed_to.clone();
+            hops += 1;
+            if hops > 100_000 {
+                break;
+            }
+        }
     }
 
     /// A join token by the hex SHA-256 of its value.
@@ -406,6 +448,8 @@ impl Directory {
                             not_after,
                             revoked_at: None,
                             reason: None,
+                            renewed_from: None,
+                            renewed_to: None,
                         },
                     );
                 }
@@ -416,6 +460,7 @@ impl Directory {
                 serial,
                 not_after,
                 node,
+                renewed_from,
             } => {
                 if let Some(node) = node {
                     let n = self
@@ -433,6 +478,8 @@ impl Directory {
                         not_after,
                         revoked_at: None,
                         reason: None,
+                        renewed_from,
+                        renewed_to: None,
                     },
                 );
             }
@@ -441,15 +488,10 @@ impl Directory {
                 serial,
                 reason,
             } => {
-                let c = self
-                    .certs
-                    .get_mut(&serial)
-                    .filter(|c| c.org == org)
-                    .ok_or("revocation of an unknown certificate")?;
-                if c.revoked_at.is_none() {
-                    c.revoked_at = Some(now);
-                    c.reason = reason;
+                if self.certs.get(&serial).is_none_or(|c| c.org != org) {
+                    return Err("revocation of an unknown certificate");
                 }
+                self.revoke_line(now, &serial, reason);
             }
             Event::NodeQuarantine {
                 org,
@@ -567,6 +609,17 @@ impl Directory {
             .collect();
         d.join_tokens = saved.join_tokens.into_iter().collect();
         d.certs = saved.certs.into_iter().collect();
+        d.cert_expiry = d
+            .certs
+            .iter()
+            .map(|(s, c)| (c.not_after, s.clone()))
+            .collect();
+        d.revoked_serials = d
+            .certs
+            .iter()
+            .filter(|(_, c)| c.revoked_at.is_some())
+            .map(|(s, _)| s.clone())
+            .collect();
         Ok(d)
     }
 }
@@ -585,9 +638,17 @@ pub fn tuple(scope: &str, relation: &str, subject: &str) -> Result<Tuple, &'stat
 #[derive(Default)]
 pub struct DirectoryView {
     inner: RwLock<Directory>,
+    on_peer_change: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl DirectoryView {
+    /// Calls `hook` after every fold that may take a peer's right to stay connected
+    /// (a certificate revoked, a node quarantined or released), however the entry came to
+    /// be appended: the server re-judges open connections from here. Set once.
+    pub fn on_peer_change(&self, hook: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.on_peer_change.set(hook);
+    }
+
     /// Read access. A poisoned lock still yields the state: folds never leave it half-done
     /// in a way that would matter more than refusing every request would.
     pub fn read(&self) -> RwLockReadGuard<'_, Directory> {
@@ -612,10 +673,17 @@ impl Projection for DirectoryView {
             }
         };
         let now = i64::try_from(entry.ts / 1000).unwrap_or(i64::MAX);
+        let peers = matches!(
+            event,
+            Event::CertRevoke { .. } | Event::NodeQuarantine { .. }
+        );
         self.inner
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .apply(entry.seq, now, event);
+        if peers && let Some(hook) = self.on_peer_change.get() {
+            hook();
+        }
     }
 
     fn snapshot(&self) -> serde_json::Value {
@@ -740,6 +808,7 @@ mod tests {
             serial: serial.into(),
             not_after,
             node: node.map(Into::into),
+            renewed_from: None,
         };
         fold(
             &v,
@@ -797,5 +866,43 @@ mod tests {
         let restored = DirectoryView::default();
         restored.restore(&v.snapshot()).unwrap();
         check(&restored);
+    }
+
+    #[test]
+    fn revoking_a_certificate_revokes_the_renewals_made_from_it() {
+        let v = DirectoryView::default();
+        let fired = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let f = fired.clone();
+        v.on_peer_change(Box::new(move || {
+            f.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }));
+        let issue = |serial: &str, from: Option<&str>| Event::CertIssue {
+            org: "acme".into(),
+            spiffe_id: "spiffe://t/org/acme/node/n1".into(),
+            serial: serial.into(),
+            not_after: 9_000,
+            node: None,
+            renewed_from: from.map(Into::into),
+        };
+        fold(
+            &v,
+            vec![
+                issue("s1", None),
+                issue("s2", Some("s1")),
+                issue("s3", Some("s2")),
+                issue("other", None),
+                Event::CertRevoke {
+                    org: "acme".into(),
+                    serial: "s2".into(),
+                    reason: None,
+                },
+            ],
+        );
+        let d = v.read();
+        assert!(!d.cert_revoked("s1"), "the parent stays");
+        assert!(d.cert_revoked("s2") && d.cert_revoked("s3"));
+        assert!(!d.cert_revoked("other"));
+        assert_eq!(d.cert("s1").unwrap().renewed_to.as_deref(), Some("s2"));
+        assert_eq!(fired.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }

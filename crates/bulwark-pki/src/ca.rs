@@ -191,9 +191,88 @@ impl fmt::Display for SpiffeId {
     }
 }
 
-/// Signs a leaf for `id` from `csr_pem` with the intermediate. Nodes get clientAuth;
-/// services clientAuth and serverAuth. `ttl` defaults to 24 h, is capped at 30 days and at
-/// the intermediate's own end.
+/// A leaf just signed.
+#[derive(Debug, Clone)]
+pub struct Leaf {
+    /// The certificate, PEM.
+    pub pem: String,
+    /// Its serial, as [`crate::serial_hex`].
+    pub serial: String,
+    /// Its end.
+    pub not_after: OffsetDateTime,
+}
+
+/// The intermediate, parsed once, ready to sign leaves (the server keeps one: parsing the
+/// key and the certificate per issuance cost more than the signature). No `Debug`.
+pub struct LeafSigner {
+    issuer: Issuer<'static, KeyPair>,
+    issuer_end: OffsetDateTime,
+}
+
+impl LeafSigner {
+    /// Parses the issuing CA's certificate and key (PEM).
+    pub fn new(issuer_cert_pem: &str, issuer_key_pem: &str) -> Result<Self, PkiError> {
+        let issuer_key =
+            KeyPair::from_pem(issuer_key_pem).map_err(|_| PkiError::Malformed("issuer key"))?;
+        let issuer = Issuer::from_ca_cert_pem(issuer_cert_pem, issuer_key)
+            .map_err(|_| PkiError::Malformed("issuer certificate"))?;
+        Ok(Self {
+            issuer,
+            issuer_end: crate::summarize(issuer_cert_pem)?.not_after,
+        })
+    }
+
+    /// Signs a leaf for `id` from `csr_pem`. Nodes get clientAuth; services clientAuth and
+    /// serverAuth. `ttl` defaults to 24 h, is capped at 30 days and at the issuer's own end.
+    pub fn sign_csr(
+        &self,
+        csr_pem: &str,
+        id: &SpiffeId,
+        kind: Workload,
+        ttl: Option<Duration>,
+        now: OffsetDateTime,
+    ) -> Result<Leaf, PkiError> {
+        let ttl = ttl.unwrap_or(DEFAULT_LEAF_TTL);
+        if ttl > MAX_LEAF_VALIDITY {
+            return Err(PkiError::ValidityTooLong {
+                requested: ttl,
+                max: MAX_LEAF_VALIDITY,
+            });
+        }
+        let csr = CertificateSigningRequestParams::from_pem(csr_pem)
+            .map_err(|_| PkiError::Malformed("certificate signing request"))?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.subject_alt_names = vec![SanType::URI(id.as_str().try_into()?)];
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, "Bulwark");
+        dn.push(DnType::CommonName, id.as_str());
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = match kind {
+            Workload::Node => vec![ExtendedKeyUsagePurpose::ClientAuth],
+            Workload::Service => vec![
+                ExtendedKeyUsagePurpose::ClientAuth,
+                ExtendedKeyUsagePurpose::ServerAuth,
+            ],
+        };
+        params.use_authority_key_identifier_extension = true;
+        let serial = crate::new_serial()?;
+        let serial_hex = crate::serial_hex(serial.as_ref());
+        params.serial_number = Some(serial);
+        params.not_before = now - BACKDATE;
+        params.not_after = (now + ttl).min(self.issuer_end);
+        let not_after = params.not_after;
+        Ok(Leaf {
+            pem: params.signed_by(&csr.public_key, &self.issuer)?.pem(),
+            serial: serial_hex,
+            not_after,
+        })
+    }
+}
+
+/// Signs a leaf for `id` from `csr_pem` with the intermediate (see
+/// [`LeafSigner::sign_csr`]; this parses the issuer each time).
 pub fn sign_csr(
     issuer_cert_pem: &str,
     issuer_key_pem: &str,
@@ -203,40 +282,9 @@ pub fn sign_csr(
     ttl: Option<Duration>,
     now: OffsetDateTime,
 ) -> Result<String, PkiError> {
-    let ttl = ttl.unwrap_or(DEFAULT_LEAF_TTL);
-    if ttl > MAX_LEAF_VALIDITY {
-        return Err(PkiError::ValidityTooLong {
-            requested: ttl,
-            max: MAX_LEAF_VALIDITY,
-        });
-    }
-    let csr = CertificateSigningRequestParams::from_pem(csr_pem)
-        .map_err(|_| PkiError::Malformed("certificate signing request"))?;
-    let issuer_key =
-        KeyPair::from_pem(issuer_key_pem).map_err(|_| PkiError::Malformed("issuer key"))?;
-    let issuer = Issuer::from_ca_cert_pem(issuer_cert_pem, &issuer_key)
-        .map_err(|_| PkiError::Malformed("issuer certificate"))?;
-    let issuer_end = crate::summarize(issuer_cert_pem)?.not_after;
-    let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params.subject_alt_names = vec![SanType::URI(id.as_str().try_into()?)];
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::OrganizationName, "Bulwark");
-    dn.push(DnType::CommonName, id.as_str());
-    params.distinguished_name = dn;
-    params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = match kind {
-        Workload::Node => vec![ExtendedKeyUsagePurpose::ClientAuth],
-        Workload::Service => vec![
-            ExtendedKeyUsagePurpose::ClientAuth,
-            ExtendedKeyUsagePurpose::ServerAuth,
-        ],
-    };
-    params.use_authority_key_identifier_extension = true;
-    params.serial_number = Some(crate::new_serial()?);
-    params.not_before = now - BACKDATE;
-    params.not_after = (now + ttl).min(issuer_end);
-    Ok(params.signed_by(&csr.public_key, &issuer)?.pem())
+    Ok(LeafSigner::new(issuer_cert_pem, issuer_key_pem)?
+        .sign_csr(csr_pem, id, kind, ttl, now)?
+        .pem)
 }
 
 /// A key and its CSR for `id` (what an agent does on its node; here for tests and tools).
@@ -270,6 +318,17 @@ mod tests {
             .unwrap();
             let s = crate::summarize(&leaf).unwrap();
             assert!(!s.is_ca);
+            let signer =
+                LeafSigner::new(&h.intermediate.cert_pem, &h.intermediate.key_pem).unwrap();
+            let again = signer
+                .sign_csr(&csr, &id, Workload::Node, None, now)
+                .unwrap();
+            let read = crate::summarize(&again.pem).unwrap();
+            assert_eq!(read.serial, again.serial);
+            assert_eq!(
+                read.not_after.unix_timestamp(),
+                again.not_after.unix_timestamp()
+            );
             let hours = (s.not_after - s.not_before).whole_hours();
             assert!((24..=25).contains(&hours), "{hours}");
             assert!(crate::summarize(&h.intermediate.cert_pem).unwrap().is_ca);

@@ -184,9 +184,12 @@ impl InstanceKeys {
         let stored = std::fs::read_to_string(dir.join(SERVER_CERT))
             .ok()
             .zip(read_private(&dir.join(SERVER_KEY)).ok());
-        let reusable = stored.as_ref().is_some_and(|(cert, _)| {
+        // Reused only if it is fit and its key is its own (a crash between the two writes
+        // of a rotation leaves a pair that does not match: re-issued then).
+        let reusable = stored.as_ref().is_some_and(|(cert, key)| {
             bulwark_pki::summarize(cert)
                 .is_ok_and(|s| s.reusable_for(names, SERVER_CERT_VALIDITY, now))
+                && pair_matches(cert, key)
         });
         let (server_cert_pem, server_key_pem) = match stored {
             Some((cert, key)) if reusable => (cert, key),
@@ -417,6 +420,24 @@ pub fn server_config(
     Ok(Arc::new(cfg))
 }
 
+/// Whether `key_pem` is the key of the first certificate in `cert_pem`.
+fn pair_matches(cert_pem: &str, key_pem: &str) -> bool {
+    let Ok(certs) =
+        CertificateDer::pem_slice_iter(cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>()
+    else {
+        return false;
+    };
+    let Ok(key) = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()) else {
+        return false;
+    };
+    let Ok(signer) = rustls::crypto::aws_lc_rs::sign::any_supported_type(&key) else {
+        return false;
+    };
+    rustls::sign::CertifiedKey::new(certs, signer)
+        .keys_match()
+        .is_ok()
+}
+
 /// The intermediate in `dir`, if there is one.
 fn load_intermediate(dir: &Path) -> anyhow::Result<Option<Intermediate>> {
     if !dir.join(INTERMEDIATE_CERT).exists() {
@@ -437,6 +458,15 @@ pub fn export_root_key(dir: &Path, out: &Path) -> anyhow::Result<String> {
     use std::os::unix::fs::OpenOptionsExt as _;
     let _lock = crate::fsutil::lock_dir(dir)?;
     if dir.join(ROOT_OFFLINE).exists() {
+        if dir.join(CA_KEY).exists() {
+            // An export stopped after its marker: the key was written out and read back
+            // before the marker was, so finishing means removing it here.
+            std::fs::remove_file(dir.join(CA_KEY)).context("cannot remove the root key")?;
+            crate::fsutil::sync_dir(dir)?;
+            bail!(
+                "an earlier export had written the root key out but not removed it; it is removed now (the exported file is the copy)"
+            );
+        }
         bail!("the root key of `{}` is offline already", dir.display());
     }
     if load_intermediate(dir)?.is_none() {

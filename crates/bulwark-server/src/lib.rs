@@ -83,12 +83,15 @@ pub struct AppState {
     pub node_reads: bulwark_http::rate::KeyedRate<String>,
     /// The intermediate CA that signs node certificates.
     pub intermediate: keys::Intermediate,
+    /// The intermediate, parsed once for signing leaves.
+    pub leaf_signer: bulwark_pki::ca::LeafSigner,
     /// The root CA certificate (PEM) clients trust.
     pub ca_cert_pem: String,
     /// The SPIFFE trust domain.
     pub trust_domain: String,
-    /// Moves at every revocation and quarantine: open connections are judged again.
-    pub peer_epoch: tokio::sync::watch::Sender<u64>,
+    /// Moves at every revocation and quarantine folded into the directory: open
+    /// connections are judged again.
+    pub peer_epoch: Arc<tokio::sync::watch::Sender<u64>>,
     /// The last CRL signed.
     pub crl: pki::CrlCache,
     /// The node API's URL, as agents should reach it.
@@ -97,13 +100,6 @@ pub struct AppState {
     pub node_cert_ttl: Duration,
     /// The listeners' TLS configurations (server certificate rotation).
     pub tls: tls::ServerTls,
-}
-
-impl AppState {
-    /// Re-judges every open mTLS connection (after a revocation or a quarantine landed).
-    pub fn peers_changed(&self) {
-        self.peer_epoch.send_modify(|e| *e = e.wrapping_add(1));
-    }
 }
 
 /// The secret ciphertext store in the data directory.
@@ -137,6 +133,14 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         ),
     };
     let directory = Arc::new(bulwark_directory::DirectoryView::default());
+    // Whatever appends a revocation or a quarantine, its fold re-judges open connections.
+    let peer_epoch = Arc::new(tokio::sync::watch::channel(0u64).0);
+    {
+        let epoch = peer_epoch.clone();
+        directory.on_peer_change(Box::new(move || {
+            epoch.send_modify(|e| *e = e.wrapping_add(1));
+        }));
+    }
     let judge = Arc::new(pki::PeerJudge::new(
         directory.clone(),
         cfg.trust_domain.clone(),
@@ -212,10 +216,15 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             cfg.node_secret_reads,
             cfg.node_secret_reads,
         ),
+        leaf_signer: bulwark_pki::ca::LeafSigner::new(
+            &intermediate.cert_pem,
+            &intermediate.key_pem,
+        )
+        .context("the intermediate CA does not load")?,
         intermediate,
         ca_cert_pem: keys.ca_cert_pem.clone(),
         trust_domain: cfg.trust_domain.clone(),
-        peer_epoch: tokio::sync::watch::channel(0).0,
+        peer_epoch,
         crl: pki::CrlCache::default(),
         node_cert_ttl: cfg.node_cert_ttl,
         tls: tls::ServerTls::new(

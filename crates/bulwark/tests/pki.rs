@@ -344,6 +344,24 @@ async fn nodes_renew_over_mtls_and_services_get_certificates_from_csrs() {
     .await
     .unwrap();
     assert_eq!(r.status, 403, "known (not bound)");
+    // A certificate renews once: again with the old one is refused (a thief and the node
+    // cannot both renew one certificate).
+    let (_, csr) = make_csr(KeyAlg::P256).unwrap();
+    let r = node_call(
+        node,
+        cfg.clone(),
+        "POST",
+        "/v1/nodes/n1/renew",
+        Some(json!({"csr": csr})),
+    )
+    .await
+    .unwrap();
+    assert_eq!((r.status, r.code().as_str()), (409, "already_exists"));
+    assert!(
+        s.metric(r#"auth_failures_total{reason="renewal_reused"}"#)
+            .await
+            >= 1.0
+    );
     // Renewing another node: 403 node_mismatch.
     let (_, csr) = make_csr(KeyAlg::P256).unwrap();
     let r = node_call(

@@ -87,22 +87,14 @@ pub(crate) fn sign(
     kind: Workload,
     ttl: Option<Duration>,
 ) -> Result<Signed, ApiProblem> {
-    let leaf_pem = bulwark_pki::ca::sign_csr(
-        &s.intermediate.cert_pem,
-        &s.intermediate.key_pem,
-        csr_pem,
-        id,
-        kind,
-        ttl,
-        OffsetDateTime::now_utc(),
-    )
-    .map_err(|e| problem(ProblemCode::BadRequest, format!("the CSR was refused: {e}")))?;
-    let summary = bulwark_pki::summarize(&leaf_pem)
-        .map_err(|_| problem(ProblemCode::Internal, "issued certificate unreadable"))?;
+    let leaf = s
+        .leaf_signer
+        .sign_csr(csr_pem, id, kind, ttl, OffsetDateTime::now_utc())
+        .map_err(|e| problem(ProblemCode::BadRequest, format!("the CSR was refused: {e}")))?;
     Ok(Signed {
-        leaf_pem,
-        serial: summary.serial,
-        not_after: summary.not_after.unix_timestamp(),
+        leaf_pem: leaf.pem,
+        serial: leaf.serial,
+        not_after: leaf.not_after.unix_timestamp(),
     })
 }
 
@@ -155,6 +147,7 @@ async fn issue(
         serial: signed.serial.clone(),
         not_after: signed.not_after,
         node: None,
+        renewed_from: None,
     };
     // Re-decided and queued in order under the sequencer; durability is awaited outside
     // it, so that concurrent issuances share one group commit.
@@ -256,7 +249,6 @@ async fn revoke(
             &event,
         )
         .await?;
-    s.peers_changed();
     Ok(Json(json!({"serial": serial, "revoked_at": now_secs(), "seq": seq})).into_response())
 }
 

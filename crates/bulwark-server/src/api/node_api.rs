@@ -40,6 +40,8 @@ pub struct NodeCaller {
     org: String,
     node: String,
     subject: Subject,
+    /// The serial of the certificate it presented.
+    serial: String,
 }
 
 fn refuse(reason: &'static str) -> ApiProblem {
@@ -61,7 +63,8 @@ impl FromRequestParts<Arc<AppState>> for NodeCaller {
             .extensions
             .get::<bulwark_http::ClientCertLeaf>()
             .ok_or_else(|| refuse("node_cert_missing"))?;
-        let ids = bulwark_pki::spiffe_ids(&leaf.0);
+        let (serial, ids) = bulwark_pki::serial_and_spiffe_ids(&leaf.0)
+            .ok_or_else(|| refuse("client_cert_unparsable"))?;
         let [id] = ids.as_slice() else {
             return Err(refuse("node_cert_no_spiffe_id"));
         };
@@ -78,6 +81,11 @@ impl FromRequestParts<Arc<AppState>> for NodeCaller {
         if !known {
             return Err(refuse("node_unknown"));
         }
+        // The handshake checked this too; a revocation landing since is refused here
+        // even before the connection is closed.
+        if dir.cert_revoked(&serial) {
+            return Err(refuse("cert_revoked"));
+        }
         if dir.node(org, node).is_some_and(|n| n.quarantined) {
             crate::authn::count_failure("node_quarantined");
             return Err(ApiProblem(Problem::new(
@@ -89,6 +97,7 @@ impl FromRequestParts<Arc<AppState>> for NodeCaller {
             org: org.to_owned(),
             node: node.to_owned(),
             subject: node_subject(org, node),
+            serial,
         })
     }
 }
@@ -148,8 +157,29 @@ async fn renew(
         serial: signed.serial.clone(),
         not_after: signed.not_after,
         node: Some(who.node.clone()),
+        renewed_from: Some(who.serial.clone()),
     };
     let org = bulwark_core::Name::parse(&who.org).ok();
+    // Each certificate renews once, and not once revoked: a thief renewing a stolen
+    // certificate locks the node out of renewing it (a signal), and revoking the stolen
+    // one revokes the renewals made from it.
+    let _seq = s.sequencer.lock().await;
+    {
+        let dir = s.directory.read();
+        if dir.cert_revoked(&who.serial) {
+            return Err(refuse("cert_revoked"));
+        }
+        if dir
+            .cert(&who.serial)
+            .is_some_and(|c| c.renewed_to.is_some())
+        {
+            crate::authn::count_failure("renewal_reused");
+            return Err(ApiProblem(Problem::new(
+                ProblemCode::AlreadyExists,
+                "this certificate was renewed already; renew with the newest one",
+            )));
+        }
+    }
     let seq = super::append_event(
         &s,
         &event,

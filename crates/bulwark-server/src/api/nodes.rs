@@ -165,8 +165,6 @@ async fn set_quarantine(
             &event,
         )
         .await?;
-    // Open connections of the node are judged again (and closed) now.
-    s.peers_changed();
     Ok(
         Json(json!({"node": node.to_string(), "quarantined": quarantined, "seq": seq}))
             .into_response(),
