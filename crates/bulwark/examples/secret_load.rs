@@ -6,7 +6,9 @@
 //! request, on the client's share of the same cores.
 //!
 //! cargo run --release -p bulwark --example secret_load -- MODE OP BASE_URL CA_PEM TOKEN [CONNS] [DURATION] [KEYS]
-//!   MODE: bulwark-bearer | bulwark-dpop | openbao        OP: read | write | seed | sign
+//!   MODE: bulwark-bearer | bulwark-dpop | openbao        OP: read | write | seed | sign | handshake
+//!   `handshake`: a new connection per request to BASE_URL's path (full TLS handshakes,
+//!   no resumption), presenting CLIENT_CERT/CLIENT_KEY (PEM files) if set; TOKEN unused. | sign
 //!   For bulwark-dpop, TOKEN is `<client_id>:<client_secret>`: the generator makes its own
 //!   Ed25519 key and gets a DPoP-bound token (with the nonce dance) first.
 //!   `seed` writes k0..k<KEYS-1> once each and exits.
@@ -130,18 +132,76 @@ impl Target {
 }
 
 fn connector(ca_pem: &str) -> tokio_rustls::TlsConnector {
+    tls_connector(ca_pem, None)
+}
+
+/// A connector trusting `ca_pem`, presenting `identity` (chain PEM, key PEM) if given,
+/// without session resumption (every connection a full handshake).
+fn tls_connector(ca_pem: &str, identity: Option<(&str, &str)>) -> tokio_rustls::TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(c.unwrap()).unwrap();
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let mut cfg = match identity {
+        None => builder.with_no_client_auth(),
+        Some((chain, key)) => builder
+            .with_client_auth_cert(
+                CertificateDer::pem_slice_iter(chain.as_bytes())
+                    .map(|c| c.unwrap())
+                    .collect(),
+                rustls_pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+            )
+            .unwrap(),
+    };
+    cfg.resumption = rustls::client::Resumption::disabled();
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     tokio_rustls::TlsConnector::from(Arc::new(cfg))
+}
+
+/// `handshake`: a new connection (full TLS handshake, the client certificate from
+/// CLIENT_CERT/CLIENT_KEY if set) and one `GET path` per iteration; any HTTP answer counts
+/// (it proves the server finished the handshake and judged the certificate).
+async fn handshakes(
+    connector: tokio_rustls::TlsConnector,
+    host: String,
+    port: u16,
+    path: String,
+    deadline: Instant,
+) -> (Vec<Duration>, u64) {
+    let mut lat = Vec::new();
+    let mut errors = 0u64;
+    while Instant::now() < deadline {
+        let t = Instant::now();
+        let ok = async {
+            let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await.ok()?;
+            let tls = connector
+                .connect(ServerName::try_from(host.clone()).unwrap(), tcp)
+                .await
+                .ok()?;
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+                .await
+                .ok()?;
+            tokio::spawn(conn);
+            let req = http::Request::get(path.as_str())
+                .header("host", format!("{host}:{port}"))
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            let resp = sender.send_request(req).await.ok()?;
+            let _ = resp.into_body().collect().await;
+            Some(())
+        }
+        .await;
+        match ok {
+            Some(()) => lat.push(t.elapsed()),
+            None => errors += 1,
+        }
+    }
+    (lat, errors)
 }
 
 /// A DPoP proof for the token request.
@@ -264,7 +324,21 @@ async fn main() {
     let seed = op == "seed";
     let deadline = Instant::now() + Duration::from_secs(secs);
     let mut tasks = Vec::new();
+    if op == "handshake" {
+        let cert = std::env::var("CLIENT_CERT").ok().map(|p| std::fs::read_to_string(p).unwrap());
+        let key = std::env::var("CLIENT_KEY").ok().map(|p| std::fs::read_to_string(p).unwrap());
+        let identity = cert.as_deref().zip(key.as_deref());
+        let c = tls_connector(&ca_pem, identity);
+        let path = uri.path().to_owned();
+        for _ in 0..conns {
+            let (c, host, path) = (c.clone(), target.host.clone(), path.clone());
+            tasks.push(tokio::spawn(handshakes(c, host, target.port, path, deadline)));
+        }
+    }
     for c in 0..conns {
+        if op == "handshake" {
+            break;
+        }
         let (target, connector) = (target.clone(), connector.clone());
         tasks.push(tokio::spawn(async move {
             let tcp = tokio::net::TcpStream::connect((target.host.as_str(), target.port))
