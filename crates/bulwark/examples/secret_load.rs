@@ -178,7 +178,9 @@ async fn handshakes(
     while Instant::now() < deadline {
         let t = Instant::now();
         let ok = async {
-            let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await.ok()?;
+            let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+                .await
+                .ok()?;
             let tls = connector
                 .connect(ServerName::try_from(host.clone()).unwrap(), tcp)
                 .await
@@ -325,14 +327,24 @@ async fn main() {
     let deadline = Instant::now() + Duration::from_secs(secs);
     let mut tasks = Vec::new();
     if op == "handshake" {
-        let cert = std::env::var("CLIENT_CERT").ok().map(|p| std::fs::read_to_string(p).unwrap());
-        let key = std::env::var("CLIENT_KEY").ok().map(|p| std::fs::read_to_string(p).unwrap());
+        let cert = std::env::var("CLIENT_CERT")
+            .ok()
+            .map(|p| std::fs::read_to_string(p).unwrap());
+        let key = std::env::var("CLIENT_KEY")
+            .ok()
+            .map(|p| std::fs::read_to_string(p).unwrap());
         let identity = cert.as_deref().zip(key.as_deref());
         let c = tls_connector(&ca_pem, identity);
         let path = uri.path().to_owned();
         for _ in 0..conns {
             let (c, host, path) = (c.clone(), target.host.clone(), path.clone());
-            tasks.push(tokio::spawn(handshakes(c, host, target.port, path, deadline)));
+            tasks.push(tokio::spawn(handshakes(
+                c,
+                host,
+                target.port,
+                path,
+                deadline,
+            )));
         }
     }
     for c in 0..conns {

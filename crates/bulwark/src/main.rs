@@ -66,6 +66,22 @@ enum Command {
         #[arg(long, value_name = "FILE", global = true)]
         profile: Option<PathBuf>,
     },
+    /// Nodes of an org, with the saved profile (an org admin's).
+    Nodes {
+        #[command(subcommand)]
+        command: NodesCommand,
+        /// The profile to use [default: $BULWARK_PROFILE or ~/.config/bulwark/profile.json].
+        #[arg(long, value_name = "FILE", global = true)]
+        profile: Option<PathBuf>,
+    },
+    /// Certificates of an org, with the saved profile (an org admin's).
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+        /// The profile to use [default: $BULWARK_PROFILE or ~/.config/bulwark/profile.json].
+        #[arg(long, value_name = "FILE", global = true)]
+        profile: Option<PathBuf>,
+    },
     /// The node agent.
     Agent {
         #[command(subcommand)]
@@ -98,6 +114,54 @@ enum Command {
         /// Set an existing journal aside (renamed, never deleted) and restore over it.
         #[arg(long)]
         replace: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum NodesCommand {
+    /// The org's nodes (identity, certificate end, quarantine).
+    List {
+        /// The org.
+        #[arg(long)]
+        org: String,
+    },
+    /// Quarantine a node: its connections close now, its handshakes are refused.
+    Quarantine {
+        /// The org.
+        #[arg(long)]
+        org: String,
+        /// The node.
+        node: String,
+    },
+    /// Release a quarantined node.
+    Release {
+        /// The org.
+        #[arg(long)]
+        org: String,
+        /// The node.
+        node: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// The org's certificates (serial, SPIFFE id, end, revocation).
+    List {
+        /// The org.
+        #[arg(long)]
+        org: String,
+    },
+    /// Revoke a certificate (and the renewals made from it): refused at the next
+    /// handshake, open connections closed, listed in the CRL.
+    Revoke {
+        /// The org.
+        #[arg(long)]
+        org: String,
+        /// The serial (hex, as `certs list` shows it).
+        serial: String,
+        /// key_compromise, affiliation_changed, superseded or cessation_of_operation.
+        #[arg(long)]
+        reason: Option<String>,
     },
 }
 
@@ -329,6 +393,7 @@ struct AdminArgs {
 
 mod agent_cli;
 mod agent_run;
+mod ops_cli;
 mod secrets_cli;
 
 fn main() -> ExitCode {
@@ -403,6 +468,12 @@ fn main() -> ExitCode {
         } => block_on(secrets_cli::login(&server, &ca, &client_id, profile)).and_then(|r| r),
         Command::Secrets { command, profile } => {
             block_on(secrets_cli::run(command, profile)).and_then(|r| r)
+        }
+        Command::Nodes { command, profile } => {
+            block_on(ops_cli::nodes(command, profile)).and_then(|r| r)
+        }
+        Command::Certs { command, profile } => {
+            block_on(ops_cli::certs(command, profile)).and_then(|r| r)
         }
         Command::Selftest {
             command: SelftestCommand::PanicHook,

@@ -186,3 +186,105 @@ async fn login_put_get_list_render_delete() {
     let logs = serde_json::to_string(&*s.logs.lock().unwrap()).unwrap();
     assert!(!logs.contains("hunter2") && !logs.contains(&csec));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_and_certs_one_command_each() {
+    let s = Server::start(&[]);
+    let (id, secret) = s.bootstrap("none");
+    let op = s.token(&id, &secret, "admin read certs:issue", None).await;
+    assert_eq!(
+        op.post("/v1/orgs", json!({"name": "acme"})).await.status,
+        201
+    );
+    assert_eq!(
+        op.post("/v1/orgs/acme/nodes", json!({"name": "n1"}))
+            .await
+            .status,
+        201
+    );
+    let (_k, csr) = bulwark_pki::ca::make_csr(bulwark_pki::ca::KeyAlg::P256).unwrap();
+    let r = op
+        .post(
+            "/v1/orgs/acme/certificates",
+            json!({"csr": csr, "service": "payments"}),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let serial = r.json()["serial"].as_str().unwrap().to_owned();
+    // An org admin (DPoP-bound by default) logs in once.
+    let r = op
+        .post(
+            "/v1/orgs/acme/principals",
+            json!({"kind": "service", "name": "oncall"}),
+        )
+        .await;
+    let (cid, csec) = (
+        r.json()["client_id"].as_str().unwrap().to_owned(),
+        r.json()["client_secret"].as_str().unwrap().to_owned(),
+    );
+    let r = op
+        .post(
+            "/v1/orgs/acme/relations",
+            json!({"scope": "org/acme", "relation": "admin", "subject": format!("service:{cid}")}),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let home = tempfile::tempdir().unwrap();
+    let profile = home.path().join("cfg/bulwark/profile.json");
+    let ca = s.dir.join("ca.pem");
+    let out = run(
+        &profile,
+        &[
+            "login",
+            "--server",
+            &s.url(""),
+            "--ca",
+            ca.to_str().unwrap(),
+            "--client-id",
+            &cid,
+        ],
+        format!("{csec}\n").as_bytes(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let ok = |args: &[&str]| {
+        let out = run(&profile, args, b"");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let v = ok(&[
+        "certs",
+        "revoke",
+        "--org",
+        "acme",
+        &serial,
+        "--reason",
+        "superseded",
+    ]);
+    assert!(v["seq"].is_u64());
+    let v = ok(&["certs", "list", "--org", "acme"]);
+    assert_eq!(v["certificates"][0]["serial"], serial.as_str());
+    assert_eq!(v["certificates"][0]["reason"], "superseded");
+    let v = ok(&["nodes", "quarantine", "--org", "acme", "n1"]);
+    assert_eq!(v["quarantined"], true);
+    let v = ok(&["nodes", "list", "--org", "acme"]);
+    assert_eq!(v["nodes"][0]["quarantined"], true);
+    let v = ok(&["nodes", "release", "--org", "acme", "n1"]);
+    assert_eq!(v["quarantined"], false);
+    // Another org's names: refused with the server's problem.
+    let out = run(
+        &profile,
+        &["nodes", "quarantine", "--org", "other", "n1"],
+        b"",
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("permission_denied"));
+}
