@@ -52,6 +52,11 @@ pub enum ProblemCode {
     InvalidCursor,
     /// A node asked for another node's resources.
     NodeMismatch,
+    /// The signed event bus lacks one of its gate's five ports: nothing is delivered.
+    SignedEventBusNotProvisioned,
+    /// An event envelope was refused by the gate (signature, replay, staleness, relation
+    /// or node); the detail names the check.
+    EventRefused,
     /// The org is over its secret-read rate; retry after `Retry-After`.
     PerOrgRateLimited,
     /// The node is over its secret-read rate; retry after `Retry-After`.
@@ -88,6 +93,8 @@ impl ProblemCode {
         Self::PerOrgRateLimited,
         Self::PerNodeRateLimited,
         Self::NodeMismatch,
+        Self::SignedEventBusNotProvisioned,
+        Self::EventRefused,
         Self::Internal,
     ];
 
@@ -116,6 +123,8 @@ impl ProblemCode {
             Self::PerOrgRateLimited => "per_org_rate_limited",
             Self::PerNodeRateLimited => "per_node_rate_limited",
             Self::NodeMismatch => "node_mismatch",
+            Self::SignedEventBusNotProvisioned => "signed_event_bus_not_provisioned",
+            Self::EventRefused => "event_refused",
             Self::Internal => "internal",
         }
     }
@@ -125,7 +134,11 @@ impl ProblemCode {
         match self {
             Self::BadRequest | Self::InvalidEncoding | Self::InvalidCursor => 400,
             Self::Unauthorized => 401,
-            Self::PermissionDenied | Self::ScopeDisabled | Self::NodeMismatch => 403,
+            Self::PermissionDenied
+            | Self::ScopeDisabled
+            | Self::NodeMismatch
+            | Self::EventRefused => 403,
+            Self::SignedEventBusNotProvisioned => 501,
             Self::AlreadyExists => 409,
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
@@ -162,6 +175,8 @@ impl ProblemCode {
             Self::PerOrgRateLimited => "org over its secret-read rate",
             Self::PerNodeRateLimited => "node over its secret-read rate",
             Self::NodeMismatch => "node mismatch",
+            Self::SignedEventBusNotProvisioned => "signed event bus not provisioned",
+            Self::EventRefused => "event refused",
             Self::Internal => "internal error",
         }
     }

@@ -36,7 +36,8 @@ impl KeyRing {
     }
 
     /// Adds `key` as the current key; the current one (if any) stays valid until
-    /// `transition_until`. Keys whose transition ended before `now` are dropped.
+    /// `transition_until`. Keys whose transition ended a day before `now` are dropped
+    /// (until then they are named as retired when used).
     pub fn rotate_in(
         &mut self,
         key: &bulwark_crypto::VerifyingKey,
@@ -49,7 +50,7 @@ impl KeyRing {
             }
         }
         self.keys
-            .retain(|_, k| k.valid_until.is_none_or(|t| t > now));
+            .retain(|_, k| k.valid_until.is_none_or(|t| t.saturating_add(86_400) > now));
         self.keys.insert(
             key.kid().to_owned(),
             PublishedKey {
@@ -108,6 +109,14 @@ impl OrgKeyRings {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(org.to_owned(), ring);
+    }
+
+    /// Every org's ring.
+    pub fn all(&self) -> BTreeMap<String, KeyRing> {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// `org`'s ring, if it has keys.

@@ -20,6 +20,12 @@ pub const AUDIT_APPENDS_TOTAL: &str = "audit_appends_total";
 pub const AUDIT_APPEND_LATENCY_SECONDS: &str = "audit_append_latency_seconds";
 /// `integrity_fail_total`.
 pub const INTEGRITY_FAIL_TOTAL: &str = "integrity_fail_total";
+/// `events_published_total`.
+pub const EVENTS_PUBLISHED_TOTAL: &str = "events_published_total";
+/// `events_refused_total{reason}`: envelopes the gate refused.
+pub const EVENTS_REFUSED_TOTAL: &str = "events_refused_total";
+/// `events_slow_consumers_total`: subscribers disconnected for falling behind.
+pub const EVENTS_SLOW_CONSUMERS_TOTAL: &str = "events_slow_consumers_total";
 
 /// Reasons counted under `rejected_total` outside the problem codes.
 pub mod reason {
@@ -76,6 +82,17 @@ fn describe() {
         "journal append latency"
     );
     describe_counter!(INTEGRITY_FAIL_TOTAL, "integrity check failures");
+    describe_counter!(EVENTS_PUBLISHED_TOTAL, "event envelopes published");
+    describe_counter!(
+        EVENTS_REFUSED_TOTAL,
+        "event envelopes refused by the gate, by reason"
+    );
+    describe_counter!(
+        EVENTS_SLOW_CONSUMERS_TOTAL,
+        "event subscribers disconnected for falling behind"
+    );
+    metrics::counter!(EVENTS_PUBLISHED_TOTAL).absolute(0);
+    metrics::counter!(EVENTS_SLOW_CONSUMERS_TOTAL).absolute(0);
     metrics::counter!(TLS_HANDSHAKE_FAILURES_TOTAL).absolute(0);
     metrics::counter!(INTEGRITY_FAIL_TOTAL).absolute(0);
     metrics::gauge!(INFLIGHT_REQUESTS).set(0.0);

@@ -17,6 +17,7 @@ pub mod audit_cli;
 pub mod authn;
 pub mod client;
 pub mod config;
+pub mod events;
 pub mod fsutil;
 pub mod hygiene;
 pub mod kek_rotation;
@@ -100,6 +101,14 @@ pub struct AppState {
     pub node_cert_ttl: Duration,
     /// The listeners' TLS configurations (server certificate rotation).
     pub tls: tls::ServerTls,
+    /// Org event key rings and per-node envelope backlogs, folded from the journal.
+    pub events_view: Arc<events::EventsView>,
+    /// Each org's event signing keys.
+    pub event_keys: events::EventKeys,
+    /// The fan-out to event subscribers.
+    pub event_bus: Arc<dyn events::Fanout>,
+    /// The signed event bus's gate.
+    pub event_gate: bulwark_events::Gate,
 }
 
 /// The secret ciphertext store in the data directory.
@@ -149,10 +158,16 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let intermediate = keys.intermediate(cfg.data_dir.as_deref())?;
     let key_view = Arc::new(projections::KeyView::default());
     let secrets_view = Arc::new(bulwark_secrets::view::SecretsView::default());
+    let events_view = Arc::new(events::EventsView::default());
     let ledger = open_ledger(
         &cfg,
         &keys,
-        vec![key_view.clone(), directory.clone(), secrets_view.clone()],
+        vec![
+            key_view.clone(),
+            directory.clone(),
+            secrets_view.clone(),
+            events_view.clone(),
+        ],
     )?;
     let secret_blobs: Arc<dyn bulwark_store::SecretBlobs> = match &cfg.data_dir {
         Some(dir) => Arc::new(
@@ -201,7 +216,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         data_dir: cfg.data_dir.clone(),
         ledger: ledger.clone(),
         key_view,
-        directory,
+        directory: directory.clone(),
         auth,
         sequencer: tokio::sync::Mutex::new(()),
         kek: keys.kek,
@@ -227,6 +242,16 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         peer_epoch,
         crl: pki::CrlCache::default(),
         node_cert_ttl: cfg.node_cert_ttl,
+        event_gate: events::gate(
+            events_view.rings(),
+            directory.clone(),
+            std::env::var("BULWARK_TEST_UNWIRE_EVENT_PORT")
+                .ok()
+                .as_deref(),
+        ),
+        event_keys: events::EventKeys::load(cfg.data_dir.as_deref())?,
+        event_bus: Arc::new(events::Bus::default()),
+        events_view,
         tls: tls::ServerTls::new(
             tls_tx,
             node_tls_tx,

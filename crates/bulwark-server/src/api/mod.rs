@@ -9,6 +9,7 @@
 
 mod audit;
 pub mod certs;
+pub mod events;
 pub mod node_api;
 pub mod nodes;
 pub(crate) mod principals;
@@ -71,6 +72,7 @@ fn build() -> Table {
     let t = secrets::routes(t);
     let t = nodes::routes(t);
     let t = certs::routes(t);
+    let t = events::routes(t);
     audit::routes(t)
 }
 
@@ -199,7 +201,7 @@ async fn durable_seq(
     durable.await.map(|a| a.seq).map_err(|e| journal_failed(&e))
 }
 
-fn journal_failed(e: &bulwark_ledger::AppendError) -> ApiProblem {
+pub(crate) fn journal_failed(e: &bulwark_ledger::AppendError) -> ApiProblem {
     tracing::error!(error = %e, "journal append failed");
     ApiProblem(
         Problem::new(

@@ -26,6 +26,8 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
         .route("/v1/nodes/{id}/secrets", get(read_env))
         .route("/v1/nodes/{id}/secrets/{name}", get(read_secret))
         .route("/v1/nodes/{id}/renew", axum::routing::post(renew))
+        .route("/v1/nodes/{id}/events", get(events_stream))
+        .route("/v1/nodes/{id}/event-keys", get(event_keys))
         .with_state(state)
 }
 
@@ -100,6 +102,113 @@ impl FromRequestParts<Arc<AppState>> for NodeCaller {
             serial,
         })
     }
+}
+
+/// `GET /v1/nodes/{id}/events`: the node's signed envelopes as server-sent events (id =
+/// the journal seq). `Last-Event-ID` absent: from now; an integer N: everything after N
+/// first (from the journal's backlog), then live; anything else: 400 `invalid_cursor`.
+/// 501 `signed_event_bus_not_provisioned` unless the gate has all five ports. A
+/// subscriber that falls [`crate::events::SUBSCRIBER_BUFFER`] envelopes behind is
+/// disconnected; a quarantined node's stream is closed with its connection.
+async fn events_stream(
+    State(s): State<Arc<AppState>>,
+    who: NodeCaller,
+    parts: Parts,
+    Path(id): Path<String>,
+) -> Result<Response, ApiProblem> {
+    use axum::response::IntoResponse as _;
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use futures_util::StreamExt as _;
+    let corr = parts.extensions.get::<RequestId>();
+    if id != who.node {
+        return Err(mismatch(&s, &who, &id, corr).await);
+    }
+    s.event_gate.provisioned().map_err(|m| {
+        ApiProblem(Problem::new(
+            ProblemCode::SignedEventBusNotProvisioned,
+            m.to_string(),
+        ))
+    })?;
+    let cursor = match parts.headers.get("last-event-id") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|t| t.parse::<u64>().ok())
+                .ok_or_else(|| {
+                    ApiProblem(Problem::new(
+                        ProblemCode::InvalidCursor,
+                        "Last-Event-ID is the integer id of an event",
+                    ))
+                })?,
+        ),
+    };
+    let key = crate::events::node_key(&who.org, &who.node);
+    // Subscribe before reading the backlog: nothing published in between is lost, and
+    // anything seen twice is dropped by its seq below.
+    let rx = s.event_bus.subscribe(&key);
+    let backlog = match cursor {
+        None => Vec::new(),
+        Some(n) => {
+            let (v, complete) = s.events_view.after(&key, n);
+            if !complete {
+                tracing::warn!(
+                    node = key.as_str(),
+                    after = n,
+                    "resume older than the backlog"
+                );
+            }
+            v
+        }
+    };
+    let live =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|p| (p, rx)) });
+    let stream = futures_util::stream::iter(backlog)
+        .chain(live)
+        .scan(0u64, |last, p| {
+            let fresh = p.seq > *last;
+            if fresh {
+                *last = p.seq;
+            }
+            std::future::ready(Some(fresh.then_some(p)))
+        })
+        .filter_map(std::future::ready)
+        .map(|p| {
+            Ok::<_, std::convert::Infallible>(
+                Event::default()
+                    .id(p.seq.to_string())
+                    .event(&*p.kind)
+                    .data(&*p.json),
+            )
+        });
+    let mut resp = Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
+        .into_response();
+    resp.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    Ok(resp)
+}
+
+/// `GET /v1/nodes/{id}/event-keys`: the node's org's signing keys (public) with their
+/// transition times, for the agent's own checks.
+async fn event_keys(
+    State(s): State<Arc<AppState>>,
+    who: NodeCaller,
+    parts: Parts,
+    Path(id): Path<String>,
+) -> Result<Response, ApiProblem> {
+    let corr = parts.extensions.get::<RequestId>();
+    if id != who.node {
+        return Err(mismatch(&s, &who, &id, corr).await);
+    }
+    let ring = s.events_view.rings().get(&who.org).unwrap_or_default();
+    let keys: Vec<&bulwark_events::PublishedKey> = ring.keys().collect();
+    Ok(axum::response::IntoResponse::into_response(axum::Json(
+        serde_json::json!({"org": who.org, "keys": keys}),
+    )))
 }
 
 #[derive(Deserialize)]

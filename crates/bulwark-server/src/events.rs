@@ -1,0 +1,452 @@
+//! The signed event bus, server side: each org's signing keys, the journal as the durable
+//! store of published envelopes, the in-process fan-out to SSE subscribers, and the gate's
+//! five ports wired to the directory.
+//!
+//! Publishing signs (the org's current key, made on first use), passes the gate, journals
+//! `event.publish` (the entry carries the envelope; the entry's seq is the SSE event id, so
+//! each names the other), then fans out. `events.key` entries journal each org key's public
+//! half and the previous key's transition time; [`EventsView`] folds both into the key
+//! rings and per-node backlogs (the last [`BACKLOG`] envelopes of each node), which is what
+//! `Last-Event-ID` resumes from.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use anyhow::Context as _;
+use bulwark_events::gate::{NodePort, NodeState, RelationPort};
+use bulwark_events::keys::OrgKeyRings;
+use bulwark_events::{Envelope, KeyRing};
+#[cfg(test)]
+use bulwark_ledger::entry::Draft;
+use bulwark_ledger::entry::{Entry, EntryData};
+use bulwark_ledger::projection::Projection;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use zeroize::Zeroizing;
+
+use crate::fsutil::{read_private, write_atomic};
+
+/// Envelopes kept per node for resumption.
+pub const BACKLOG: usize = 10_000;
+/// Envelopes buffered per subscriber; a subscriber this far behind is disconnected.
+pub const SUBSCRIBER_BUFFER: usize = 1024;
+/// How long a rotated-out org key stays valid.
+pub const KEY_TRANSITION_SECS: i64 = 300;
+/// The org event keys in the data directory.
+pub const EVENT_KEYS_FILE: &str = "event-keys.json";
+
+/// `events.key`: an org's new signing key (public half), the previous one valid until
+/// `previous_until`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyEntry {
+    /// The org.
+    pub org: String,
+    /// The new key's id.
+    pub key_id: String,
+    /// The new key's public half, base64url.
+    pub public: String,
+    /// Until when the previous key is accepted (Unix seconds).
+    pub previous_until: i64,
+}
+impl EntryData for KeyEntry {}
+
+/// `event.publish`: the envelope, as published.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PublishEntry {
+    /// The envelope.
+    pub envelope: Envelope,
+}
+impl EntryData for PublishEntry {}
+
+/// One published envelope as subscribers get it: the journal seq (SSE id), its type and
+/// its JSON.
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// The journal entry's seq.
+    pub seq: u64,
+    /// The envelope's type.
+    pub kind: Arc<str>,
+    /// The envelope, JSON.
+    pub json: Arc<str>,
+}
+
+/// Key rings and per-node backlogs, folded from the journal.
+#[derive(Default)]
+pub struct EventsView {
+    rings: Arc<OrgKeyRings>,
+    backlog: RwLock<HashMap<String, VecDeque<Published>>>,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct Saved {
+    rings: BTreeMap<String, KeyRing>,
+    backlog: BTreeMap<String, Vec<(u64, String, String)>>,
+}
+
+/// The stream key of a node: `<org>/<node>`.
+pub fn node_key(org: &str, node: &str) -> String {
+    format!("{org}/{node}")
+}
+
+impl EventsView {
+    /// The rings (the gate's signature port).
+    pub fn rings(&self) -> Arc<OrgKeyRings> {
+        self.rings.clone()
+    }
+
+    /// Envelopes for `node_key` with a seq above `after`, oldest first; and whether the
+    /// backlog still reaches back that far.
+    pub fn after(&self, node_key: &str, after: u64) -> (Vec<Published>, bool) {
+        let b = self.backlog.read().unwrap_or_else(PoisonError::into_inner);
+        let Some(q) = b.get(node_key) else {
+            return (Vec::new(), true);
+        };
+        let complete =
+            q.front().is_none_or(|p| p.seq <= after.saturating_add(1)) || q.len() < BACKLOG;
+        (
+            q.iter().filter(|p| p.seq > after).cloned().collect(),
+            complete,
+        )
+    }
+
+    /// The newest seq published to `node_key`.
+    pub fn last_seq(&self, node_key: &str) -> u64 {
+        self.backlog
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(node_key)
+            .and_then(|q| q.back())
+            .map_or(0, |p| p.seq)
+    }
+}
+
+impl Projection for EventsView {
+    fn name(&self) -> &'static str {
+        "events"
+    }
+
+    fn apply(&self, entry: &Entry) {
+        match entry.action.as_str() {
+            "events.key" => {
+                let Ok(k) = serde_json::from_value::<KeyEntry>(entry.data.clone()) else {
+                    tracing::error!(seq = entry.seq, "malformed events.key entry ignored");
+                    return;
+                };
+                use base64::Engine as _;
+                let Some(public) = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(&k.public)
+                    .ok()
+                    .and_then(|v| <[u8; 32]>::try_from(v).ok())
+                else {
+                    return;
+                };
+                let now = i64::try_from(entry.ts / 1000).unwrap_or(i64::MAX);
+                let mut ring = self.rings.get(&k.org).unwrap_or_default();
+                ring.rotate_in(
+                    &bulwark_crypto::VerifyingKey::from_bytes(public),
+                    k.previous_until,
+                    now,
+                );
+                self.rings.set(&k.org, ring);
+            }
+            "event.publish" => {
+                let Ok(p) = serde_json::from_value::<PublishEntry>(entry.data.clone()) else {
+                    tracing::error!(seq = entry.seq, "malformed event.publish entry ignored");
+                    return;
+                };
+                let Ok(json) = serde_json::to_string(&p.envelope) else {
+                    return;
+                };
+                let mut b = self.backlog.write().unwrap_or_else(PoisonError::into_inner);
+                let q = b
+                    .entry(node_key(&p.envelope.org, &p.envelope.node))
+                    .or_default();
+                q.push_back(Published {
+                    seq: entry.seq,
+                    kind: p.envelope.kind.into(),
+                    json: json.into(),
+                });
+                while q.len() > BACKLOG {
+                    q.pop_front();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn snapshot(&self) -> serde_json::Value {
+        let rings = self.rings.all();
+        let backlog = self
+            .backlog
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(k, q)| {
+                (
+                    k.clone(),
+                    q.iter()
+                        .map(|p| (p.seq, p.kind.to_string(), p.json.to_string()))
+                        .collect(),
+                )
+            })
+            .collect();
+        serde_json::to_value(Saved { rings, backlog }).unwrap_or_default()
+    }
+
+    fn restore(&self, state: &serde_json::Value) -> Result<(), String> {
+        let saved: Saved = serde_json::from_value(state.clone()).map_err(|e| e.to_string())?;
+        for (org, ring) in saved.rings {
+            self.rings.set(&org, ring);
+        }
+        let mut b = self.backlog.write().unwrap_or_else(PoisonError::into_inner);
+        *b = saved
+            .backlog
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    k,
+                    v.into_iter()
+                        .map(|(seq, kind, json)| Published {
+                            seq,
+                            kind: kind.into(),
+                            json: json.into(),
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+        Ok(())
+    }
+}
+
+/// Each org's private signing keys (newest last): `event-keys.json` (0600) in the data
+/// directory, memory only in amnesia mode. No `Debug`.
+pub struct EventKeys {
+    file: Option<PathBuf>,
+    keys: Mutex<BTreeMap<String, Vec<Zeroizing<String>>>>,
+}
+
+impl EventKeys {
+    /// Loads the keys from `dir` (none yet is fine).
+    pub fn load(dir: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        let file = dir.map(|d| d.join(EVENT_KEYS_FILE));
+        let keys = match &file {
+            Some(f) if f.exists() => {
+                let text = read_private(f)?;
+                let raw: BTreeMap<String, Vec<String>> =
+                    serde_json::from_str(&text).context("event-keys.json is not valid")?;
+                raw.into_iter()
+                    .map(|(org, v)| (org, v.into_iter().map(Zeroizing::new).collect()))
+                    .collect()
+            }
+            _ => BTreeMap::new(),
+        };
+        Ok(Self {
+            file,
+            keys: Mutex::new(keys),
+        })
+    }
+
+    /// The org's current key, if it has one.
+    pub fn current(&self, org: &str) -> Option<bulwark_crypto::SigningKey> {
+        let keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        keys.get(org)
+            .and_then(|v| v.last())
+            .and_then(|k| bulwark_crypto::SigningKey::decode(k).ok())
+    }
+
+    /// Makes a new current key for `org` and stores it (before anything is signed with it).
+    pub fn create(&self, org: &str) -> anyhow::Result<bulwark_crypto::SigningKey> {
+        let key = bulwark_crypto::SigningKey::generate()?;
+        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        let list = keys.entry(org.to_owned()).or_default();
+        list.push(key.encode());
+        // Keep the previous key too (for the record); older ones are of no use.
+        while list.len() > 2 {
+            list.remove(0);
+        }
+        if let Some(f) = &self.file {
+            let raw: BTreeMap<&String, Vec<&str>> = keys
+                .iter()
+                .map(|(o, v)| (o, v.iter().map(|k| k.as_str()).collect()))
+                .collect();
+            let text = Zeroizing::new(serde_json::to_string(&raw)?);
+            write_atomic(f, text.as_bytes(), 0o600)?;
+        }
+        Ok(key)
+    }
+}
+
+/// The in-process fan-out: one bounded channel per subscriber. A subscriber whose buffer
+/// is full is dropped (its stream ends; counted) rather than growing memory.
+#[derive(Default)]
+pub struct Bus {
+    subscribers: Mutex<HashMap<String, Vec<mpsc::Sender<Published>>>>,
+}
+
+/// Where envelopes go once journaled (a NATS JetStream backend fits behind this).
+pub trait Fanout: Send + Sync {
+    /// Delivers to `node_key`'s subscribers.
+    fn publish(&self, node_key: &str, p: &Published);
+    /// A new subscriber to `node_key`.
+    fn subscribe(&self, node_key: &str) -> mpsc::Receiver<Published>;
+}
+
+impl Fanout for Bus {
+    fn publish(&self, node_key: &str, p: &Published) {
+        let mut subs = self
+            .subscribers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(list) = subs.get_mut(node_key) {
+            list.retain(|tx| match tx.try_send(p.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    metrics::counter!(bulwark_http::metrics::EVENTS_SLOW_CONSUMERS_TOTAL)
+                        .increment(1);
+                    tracing::warn!(node = node_key, "event subscriber too slow: disconnected");
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            });
+            if list.is_empty() {
+                subs.remove(node_key);
+            }
+        }
+    }
+
+    fn subscribe(&self, node_key: &str) -> mpsc::Receiver<Published> {
+        let (tx, rx) = mpsc::channel(SUBSCRIBER_BUFFER);
+        self.subscribers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(node_key.to_owned())
+            .or_default()
+            .push(tx);
+        rx
+    }
+}
+
+/// The relation and node ports, over the directory: an org instructs only its own nodes,
+/// which must exist and not be quarantined.
+pub struct DirectoryPorts(pub Arc<bulwark_directory::DirectoryView>);
+
+impl RelationPort for DirectoryPorts {
+    fn may_instruct(&self, org: &str, node: &str) -> bool {
+        let d = self.0.read();
+        d.node(org, node).is_some_and(|n| n.org == org)
+    }
+}
+
+impl NodePort for DirectoryPorts {
+    fn state(&self, org: &str, node: &str) -> NodeState {
+        match self.0.read().node(org, node) {
+            None => NodeState::Unknown,
+            Some(n) if n.quarantined => NodeState::Quarantined,
+            Some(_) => NodeState::Active,
+        }
+    }
+}
+
+/// The gate with all five ports wired, except the one named by `unwired` (tests prove
+/// that a gate missing any port delivers nothing: `BULWARK_TEST_UNWIRE_EVENT_PORT`).
+pub fn gate(
+    rings: Arc<OrgKeyRings>,
+    directory: Arc<bulwark_directory::DirectoryView>,
+    unwired: Option<&str>,
+) -> bulwark_events::Gate {
+    use bulwark_events::gate::{NonceCache, Window};
+    let ports = Arc::new(DirectoryPorts(directory));
+    let mut g = bulwark_events::Gate {
+        signature: Some(rings),
+        replay: Some(Arc::new(NonceCache::new(100_000))),
+        staleness: Some(Arc::new(Window)),
+        relation: Some(ports.clone()),
+        node: Some(ports),
+    };
+    match unwired {
+        Some("signature") => g.signature = None,
+        Some("replay") => g.replay = None,
+        Some("staleness") => g.staleness = None,
+        Some("relation") => g.relation = None,
+        Some("node") => g.node = None,
+        _ => {}
+    }
+    g
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(seq: u64) -> Published {
+        Published {
+            seq,
+            kind: "t".into(),
+            json: "{}".into(),
+        }
+    }
+
+    #[test]
+    fn a_subscriber_that_falls_behind_is_dropped_not_buffered_forever() {
+        let bus = Bus::default();
+        let mut fast = bus.subscribe("acme/n1");
+        let mut slow = bus.subscribe("acme/n1");
+        for i in 0..(SUBSCRIBER_BUFFER as u64 + 10) {
+            bus.publish("acme/n1", &p(i));
+            // The fast one keeps up.
+            assert_eq!(fast.try_recv().unwrap().seq, i);
+        }
+        // The slow one got its buffer's worth, then its channel was closed.
+        let mut got = 0;
+        while slow.try_recv().is_ok() {
+            got += 1;
+        }
+        assert_eq!(got, SUBSCRIBER_BUFFER);
+        assert!(matches!(
+            slow.try_recv(),
+            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected)
+        ));
+        bus.publish("acme/n1", &p(10_000));
+        assert_eq!(fast.try_recv().unwrap().seq, 10_000);
+        // Another node's subscriber sees nothing of acme/n1.
+        let mut other = bus.subscribe("acme/n2");
+        bus.publish("acme/n1", &p(10_001));
+        assert!(other.try_recv().is_err());
+    }
+
+    #[test]
+    fn the_view_keeps_a_bounded_backlog_per_node_and_survives_a_snapshot() {
+        let v = EventsView::default();
+        let key = bulwark_crypto::SigningKey::generate().unwrap();
+        for i in 0..3u64 {
+            let env = bulwark_events::Unsigned::new(
+                format!("e{i}"),
+                "secrets.changed",
+                "acme",
+                "n1",
+                1,
+                serde_json::json!({}),
+            )
+            .unwrap()
+            .sign(&key)
+            .unwrap();
+            let entry = Draft::new(bulwark_ledger::entry::Kind::State, "event.publish", "x")
+                .data(&PublishEntry { envelope: env })
+                .unwrap()
+                .sequence(10 + i, 0);
+            v.apply(&entry);
+        }
+        let (after, complete) = v.after("acme/n1", 10);
+        assert_eq!(
+            after.iter().map(|p| p.seq).collect::<Vec<_>>(),
+            vec![11, 12]
+        );
+        assert!(complete);
+        assert_eq!(v.last_seq("acme/n1"), 12);
+        let copy = EventsView::default();
+        copy.restore(&v.snapshot()).unwrap();
+        assert_eq!(copy.after("acme/n1", 0).0.len(), 3);
+    }
+}
