@@ -17,6 +17,7 @@
 pub mod envelope;
 pub mod gate;
 pub mod keys;
+pub mod sse;
 
 pub use envelope::{Envelope, ParseError, Unsigned};
 pub use gate::{Gate, MissingPort, Refusal};

@@ -96,6 +96,26 @@ impl Client {
         headers: &[(http::HeaderName, zeroize::Zeroizing<String>)],
         body: Vec<u8>,
     ) -> anyhow::Result<(u16, http::HeaderMap, Vec<u8>)> {
+        let resp = self.open(method, url, headers, body).await?;
+        let status = resp.status().as_u16();
+        let resp_headers = resp.headers().clone();
+        let body = Limited::new(resp.into_body(), MAX_BODY)
+            .collect()
+            .await
+            .map_err(|e| anyhow::anyhow!("reading response: {e}"))?
+            .to_bytes();
+        Ok((status, resp_headers, body.to_vec()))
+    }
+
+    /// Any request; returns the response with its body still streaming (server-sent
+    /// events). The caller bounds what it reads.
+    pub async fn open(
+        &self,
+        method: http::Method,
+        url: &str,
+        headers: &[(http::HeaderName, zeroize::Zeroizing<String>)],
+        body: Vec<u8>,
+    ) -> anyhow::Result<http::Response<hyper::body::Incoming>> {
         let uri: http::Uri = url
             .parse()
             .with_context(|| format!("invalid URL `{url}`"))?;
@@ -126,14 +146,6 @@ impl Client {
             req = req.header(name, value.as_str());
         }
         let req = req.body(Full::new(axum::body::Bytes::from(body)))?;
-        let resp = sender.send_request(req).await.context("request failed")?;
-        let status = resp.status().as_u16();
-        let resp_headers = resp.headers().clone();
-        let body = Limited::new(resp.into_body(), MAX_BODY)
-            .collect()
-            .await
-            .map_err(|e| anyhow::anyhow!("reading response: {e}"))?
-            .to_bytes();
-        Ok((status, resp_headers, body.to_vec()))
+        sender.send_request(req).await.context("request failed")
     }
 }

@@ -7,6 +7,10 @@
 //! exponential backoff and full jitter and keeps the last good file. Logs are JSON lines
 //! on stdout; they name counts and statuses, never values.
 //!
+//! It also follows the node's signed event stream ([`crate::agent_events`]), verifying
+//! every envelope itself: `secrets.changed` refetches now, `cert.renew` renews now,
+//! `node.quarantine` wipes the secrets file and stops.
+//!
 //! Files in the agent's directory: `node.key` (0600), `node.pem`, `ca.pem`, `node.json`
 //! (written by `agent enroll`); a renewal writes `node.key.next` first, then replaces
 //! `node.pem` and `node.key`: a crash between the two renames is repaired at the next
@@ -39,12 +43,13 @@ pub struct RunOptions {
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 const BASE_BACKOFF: Duration = Duration::from_millis(500);
 
-struct Identity {
-    node: String,
-    node_api: String,
-    ca_pem: String,
-    chain_pem: String,
-    key_pem: Zeroizing<String>,
+pub(crate) struct Identity {
+    pub(crate) org: String,
+    pub(crate) node: String,
+    pub(crate) node_api: String,
+    pub(crate) ca_pem: String,
+    pub(crate) chain_pem: String,
+    pub(crate) key_pem: Zeroizing<String>,
     not_before: i64,
     not_after: i64,
 }
@@ -65,8 +70,19 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<ExitCode> {
         .map(|b| bulwark_crypto::sha256(&b));
     let mut failures: u32 = 0;
     let mut stop = std::pin::pin!(shutdown()?);
+    // Instructions from the signed event bus (verified by the follower itself).
+    let (tx, mut actions) = tokio::sync::mpsc::channel(16);
+    if !opts.once {
+        tokio::spawn(crate::agent_events::follow(
+            opts.dir.clone(),
+            opts.node_api.clone(),
+            tx,
+        ));
+    }
+    let mut force_renew = false;
     loop {
-        let outcome = round(&opts, &secrets_file, &mut last_written).await;
+        let outcome = round(&opts, &secrets_file, &mut last_written, force_renew).await;
+        force_renew = false;
         let wait = match outcome {
             Ok(()) => {
                 failures = 0;
@@ -96,6 +112,19 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<ExitCode> {
                 tracing::info!("agent stopping");
                 return Ok(ExitCode::SUCCESS);
             }
+            Some(action) = actions.recv() => match action {
+                crate::agent_events::Action::Refetch => {}
+                crate::agent_events::Action::Renew => force_renew = true,
+                crate::agent_events::Action::Quarantine => {
+                    match std::fs::remove_file(&secrets_file) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => tracing::error!(error = %e, "could not wipe the secrets file"),
+                    }
+                    tracing::warn!("quarantined: secrets file wiped, agent stopping");
+                    return Ok(ExitCode::SUCCESS);
+                }
+            },
         }
     }
 }
@@ -104,12 +133,13 @@ async fn round(
     opts: &RunOptions,
     secrets_file: &Path,
     last_written: &mut Option<[u8; 32]>,
+    force_renew: bool,
 ) -> anyhow::Result<()> {
     let mut id = load_identity(&opts.dir, opts.node_api.as_deref())?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    if due_for_renewal(id.not_before, id.not_after, now) {
+    if force_renew || due_for_renewal(id.not_before, id.not_after, now) {
         renew(&opts.dir, &id).await?;
         id = load_identity(&opts.dir, opts.node_api.as_deref())?;
     }
@@ -183,16 +213,17 @@ async fn renew(dir: &Path, id: &Identity) -> anyhow::Result<()> {
 }
 
 /// Reads the identity; repairs a renewal interrupted between its two renames.
-fn load_identity(dir: &Path, node_api: Option<&str>) -> anyhow::Result<Identity> {
+pub(crate) fn load_identity(dir: &Path, node_api: Option<&str>) -> anyhow::Result<Identity> {
     let meta: serde_json::Value = serde_json::from_slice(
         &std::fs::read(dir.join("node.json"))
             .with_context(|| format!("no node.json in `{}`: enrol first", dir.display()))?,
     )
     .context("node.json")?;
     let spiffe = meta["spiffe_id"].as_str().context("node.json: spiffe_id")?;
-    let node = spiffe
-        .rsplit_once("/node/")
-        .map(|(_, n)| n.to_owned())
+    let (org, node) = spiffe
+        .rsplit_once("/org/")
+        .and_then(|(_, rest)| rest.split_once("/node/"))
+        .map(|(o, n)| (o.to_owned(), n.to_owned()))
         .context("node.json: not a node's SPIFFE id")?;
     let node_api = node_api
         .map(str::to_owned)
@@ -216,6 +247,7 @@ fn load_identity(dir: &Path, node_api: Option<&str>) -> anyhow::Result<Identity>
     }
     let s = bulwark_pki::summarize(&chain_pem).context("node.pem")?;
     Ok(Identity {
+        org,
         node,
         node_api,
         ca_pem,
@@ -232,7 +264,7 @@ fn due_for_renewal(not_before: i64, not_after: i64, now: i64) -> bool {
 }
 
 /// Capped exponential backoff with full jitter: uniform in [0, min(cap, base·2ⁿ)].
-fn backoff(failures: u32) -> Duration {
+pub(crate) fn backoff(failures: u32) -> Duration {
     let ceiling = BASE_BACKOFF
         .saturating_mul(1u32 << failures.min(16))
         .min(MAX_BACKOFF);

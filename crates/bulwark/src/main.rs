@@ -392,6 +392,7 @@ struct AdminArgs {
 }
 
 mod agent_cli;
+mod agent_events;
 mod agent_run;
 mod ops_cli;
 mod secrets_cli;

@@ -208,3 +208,103 @@ fn rustls_der(chain_pem: &str) -> Vec<u8> {
         .unwrap()
         .to_vec()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_acts_on_signed_events_at_once() {
+    let s = Server::start(&["--rate-limit-rps", "0"]);
+    let (id, secret) = s.bootstrap("none");
+    let op = s
+        .token(&id, &secret, "admin read secrets:write audit:read", None)
+        .await;
+    for (path, name) in [
+        ("/v1/orgs", "acme"),
+        ("/v1/orgs/acme/apps", "web"),
+        ("/v1/orgs/acme/apps/web/envs", "prod"),
+    ] {
+        assert_eq!(op.post(path, json!({"name": name})).await.status, 201);
+    }
+    put(&op, "db-password", "first").await;
+    let tmp = tempfile::tempdir().unwrap();
+    enrolled(&s, &op, "acme", "n1", tmp.path()).await;
+    let r = op
+        .post(
+            "/v1/orgs/acme/relations",
+            json!({"scope": "org/acme/app/web/env/prod", "relation": "bound_node", "subject": "node:acme_n1"}),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let agent_dir = tmp.path().join("n1");
+    // An hour between rounds: anything sooner is the event bus's doing.
+    let mut agent = Command::new(common::BIN)
+        .args(["agent", "run", "--interval", "3600", "--dir"])
+        .arg(&agent_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let logs: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    {
+        let logs = logs.clone();
+        let out = agent.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                let v: serde_json::Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| panic!("agent log line is not JSON: {line}"));
+                logs.lock().unwrap().push(v);
+            }
+        });
+    }
+    let count = |msg: &str| {
+        logs.lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l["msg"] == msg)
+            .count()
+    };
+    let file = agent_dir.join("secrets").join("env");
+    let read = || std::fs::read_to_string(&file).unwrap_or_default();
+    wait_for("the first file", 20, || read().contains("first"));
+    wait_for("the stream", 20, || {
+        count("following the event stream") >= 1
+    });
+
+    // secrets.changed (published by the server on a write to a bound env): refetched now.
+    put(&op, "db-password", "second").await;
+    wait_for("the changed value", 10, || read().contains("second"));
+    assert!(count("event admitted") >= 1);
+
+    // cert.renew: renewed now.
+    let before = std::fs::read_to_string(agent_dir.join("node.pem")).unwrap();
+    let r = op
+        .post(
+            "/v1/orgs/acme/nodes/n1/events",
+            json!({"type": "cert.renew"}),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    wait_for("a renewal", 10, || count("certificate renewed") >= 1);
+    assert_ne!(
+        std::fs::read_to_string(agent_dir.join("node.pem")).unwrap(),
+        before
+    );
+
+    // node.quarantine: the file is wiped and the agent stops.
+    assert_eq!(
+        op.post("/v1/orgs/acme/nodes/n1/quarantine", json!({}))
+            .await
+            .status,
+        200
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = agent.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "the agent did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success());
+    assert!(!file.exists(), "the secrets file was wiped");
+    assert!(agent_dir.join("events.cursor").exists());
+}

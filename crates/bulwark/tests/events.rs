@@ -263,6 +263,12 @@ async fn events_arrive_signed_and_resume_exactly_once_in_order() {
             .status,
         200
     );
+    // The node is told first (signed), then its stream is closed.
+    let told = open_stream
+        .next(Duration::from_secs(5))
+        .await
+        .expect("node.quarantine");
+    assert_eq!(told.event, "node.quarantine");
     assert!(
         open_stream.next(Duration::from_secs(5)).await.is_none(),
         "closed"

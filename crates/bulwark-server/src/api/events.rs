@@ -251,3 +251,52 @@ async fn rotate_route(
     let key = new_org_key(&s, org.as_str(), &caller.subject.to_string(), transition).await?;
     Ok(Json(json!({"key_id": key.kid(), "previous_valid_for_secs": transition})).into_response())
 }
+
+/// After a secret of `env` changed: `secrets.changed` (names only, never values) to every
+/// node bound to `env`, from a task of its own (the caller may hold the sequencer).
+/// Best-effort: a node that misses it still refetches on its own schedule.
+pub fn secrets_changed(s: &Arc<AppState>, env: &Scope, name: &str) {
+    let Scope::Env(org, app, e) = env else {
+        return;
+    };
+    let nodes: Vec<String> = {
+        let d = s.directory.read();
+        d.nodes_in(org.as_str())
+            .into_iter()
+            .filter(|n| {
+                d.relations()
+                    .scopes_of(&super::node_api::node_subject(org.as_str(), &n.name))
+                    .iter()
+                    .any(|(sc, rels)| {
+                        sc == env && rels.contains(&bulwark_authz::Relation::BoundNode)
+                    })
+            })
+            .map(|n| n.name.clone())
+            .collect()
+    };
+    if nodes.is_empty() {
+        return;
+    }
+    let (s, org) = (s.clone(), org.to_string());
+    let payload = json!({"app": app.as_str(), "env": e.as_str(), "name": name});
+    tokio::spawn(async move {
+        for node in nodes {
+            if let Err(e) = publish(
+                &s,
+                &org,
+                &node,
+                "secrets.changed",
+                payload.clone(),
+                "bulwark",
+            )
+            .await
+            {
+                tracing::warn!(
+                    node = node.as_str(),
+                    detail = e.0.detail.as_str(),
+                    "secrets.changed not published"
+                );
+            }
+        }
+    });
+}

@@ -143,6 +143,30 @@ async fn set_quarantine(
     ctx.authorize(s, caller, Permission::Administer, &scope)
         .await?;
     let node = name(node)?;
+    if quarantined
+        && s.directory
+            .read()
+            .node(org.as_str(), node.as_str())
+            .is_some_and(|n| !n.quarantined)
+    {
+        // Told first, over the signed bus (best-effort: the quarantine below closes its
+        // connection right after); the agent wipes its secrets file and stops.
+        if let Err(e) = super::events::publish(
+            s,
+            org.as_str(),
+            node.as_str(),
+            "node.quarantine",
+            serde_json::json!({}),
+            &caller.subject.to_string(),
+        )
+        .await
+        {
+            tracing::warn!(
+                detail = e.0.detail.as_str(),
+                "node.quarantine not published"
+            );
+        }
+    }
     let _seq = s.sequencer.lock().await;
     if s.directory
         .read()

@@ -276,6 +276,7 @@ async fn put_secret(
     }
     let version = s.secrets_view.latest(&key).map_or(1, |m| m.version + 1);
     let seq = write_version(&s, &ctx, &caller, &scope, &key, version, &value, None).await?;
+    super::events::secrets_changed(&s, &scope, &key.name);
     Ok((
         StatusCode::CREATED,
         Json(json!({"name": key.name, "version": version, "seq": seq})),
@@ -639,6 +640,7 @@ async fn delete(
         },
     )
     .await?;
+    super::events::secrets_changed(&s, &scope, &key.name);
     Ok(Json(json!({"name": key.name, "tombstone_version": version, "seq": seq})).into_response())
 }
 
@@ -696,6 +698,7 @@ async fn restore(
         Some(old.version),
     )
     .await?;
+    super::events::secrets_changed(&s, &scope, &key.name);
     Ok((
         StatusCode::CREATED,
         Json(json!({"name": key.name, "version": next, "restored_from": old.version, "seq": seq})),
@@ -747,6 +750,7 @@ async fn destroy(
             "erasing a destroyed version failed; retried at start-up"
         );
     }
+    super::events::secrets_changed(&s, &scope, &key.name);
     Ok(Json(json!({"name": key.name, "destroyed_version": version, "seq": seq})).into_response())
 }
 
