@@ -65,6 +65,13 @@ fn bench(c: &mut Criterion) {
             )
         },
     );
+    let batch: Vec<Envelope> = (0..64).map(|_| unsigned().sign(&key).unwrap()).collect();
+    let mut g = c.benchmark_group("verify batch of 64 (per batch)");
+    g.throughput(criterion::Throughput::Elements(64));
+    g.bench_function("ed25519-dalek verify_batch", |b| {
+        b.iter(|| assert!(ring.verify_batch(&batch, now()).iter().all(Result::is_ok)))
+    });
+    g.finish();
     let msg = env.unsigned().signing_bytes().unwrap();
     let sig = env.signature_bytes().unwrap();
     let vk = key.verifying_key();

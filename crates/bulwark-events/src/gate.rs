@@ -227,6 +227,29 @@ pub fn admit_at_agent(
     replay.first_use(&env.org, &env.nonce, now)
 }
 
+/// [`admit_at_agent`] for many envelopes at once (a backlog after a reconnect): the same
+/// verdicts, in order, with the signatures checked in one batch.
+pub fn admit_batch_at_agent(
+    envs: &[Envelope],
+    me: (&str, &str),
+    ring: &crate::keys::KeyRing,
+    replay: &dyn ReplayPort,
+    now: i64,
+) -> Vec<Result<(), Refusal>> {
+    let signatures = ring.verify_batch(envs, now);
+    envs.iter()
+        .zip(signatures)
+        .map(|(env, sig)| {
+            if env.org != me.0 || env.node != me.1 {
+                return Err(Refusal::WrongRecipient);
+            }
+            Window.fresh(env.issued_at, now)?;
+            sig?;
+            replay.first_use(&env.org, &env.nonce, now)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -391,6 +414,36 @@ mod tests {
             assert_eq!(g.provisioned().err(), Some(MissingPort(missing)));
         }
         assert!(Gate::default().provisioned().is_err());
+    }
+
+    #[test]
+    fn the_agent_checks_a_backlog_in_one_batch_with_the_same_verdicts() {
+        let w = world();
+        let ring = w.rings.get("acme").unwrap();
+        let mut forged = env("n1", NOW, &w.acme);
+        forged.payload = json!({"x": 1});
+        let good = env("n1", NOW, &w.acme);
+        let envs = vec![
+            good.clone(),
+            forged,
+            env("n2", NOW, &w.acme),
+            env("n1", NOW - 400, &w.acme),
+            env("n1", NOW, &w.other),
+            good,
+        ];
+        let cache = NonceCache::new(100);
+        let got = admit_batch_at_agent(&envs, ("acme", "n1"), &ring, &cache, NOW);
+        assert_eq!(
+            got,
+            vec![
+                Ok(()),
+                Err(Refusal::BadSignature),
+                Err(Refusal::WrongRecipient),
+                Err(Refusal::Stale),
+                Err(Refusal::UnknownKey),
+                Err(Refusal::Replayed),
+            ]
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
-use bulwark_events::gate::{NonceCache, admit_at_agent};
+use bulwark_events::gate::{NonceCache, admit_batch_at_agent};
 use bulwark_events::{Envelope, KeyRing, PublishedKey, Refusal};
 use bulwark_server::client::Client;
 use bulwark_server::fsutil::write_atomic;
@@ -107,22 +107,45 @@ async fn follow_once(
         let Ok(data) = frame.context("event stream")?.into_data() else {
             continue;
         };
-        for ev in parser.push(&data)? {
-            let Some(seq) = ev.id.as_deref().and_then(|i| i.parse::<u64>().ok()) else {
-                continue;
-            };
-            let verdict = match Envelope::parse(ev.data.as_bytes()) {
-                Err(e) => Err(format!("malformed: {e}")),
-                Ok(env) => {
-                    let me = (id.org.as_str(), id.node.as_str());
-                    let mut r = admit_at_agent(&env, me, &ring, cache, now());
-                    if matches!(r, Err(Refusal::UnknownKey)) {
-                        // A rotation since the ring was fetched: fetch it once more.
-                        ring = fetch_ring(&client, &id).await?;
-                        r = admit_at_agent(&env, me, &ring, cache, now());
-                    }
-                    r.map(|()| env).map_err(|e| e.as_str().to_owned())
-                }
+        let batch: Vec<(u64, String)> = parser
+            .push(&data)?
+            .into_iter()
+            .filter_map(|ev| Some((ev.id.as_deref()?.parse::<u64>().ok()?, ev.data)))
+            .collect();
+        if batch.is_empty() {
+            continue;
+        }
+        // A backlog arrives many at a time: parsed one by one, verified in one batch.
+        let parsed: Vec<(u64, Result<Envelope, String>)> = batch
+            .into_iter()
+            .map(|(seq, data)| {
+                (
+                    seq,
+                    Envelope::parse(data.as_bytes()).map_err(|e| format!("malformed: {e}")),
+                )
+            })
+            .collect();
+        let envs: Vec<Envelope> = parsed
+            .iter()
+            .filter_map(|(_, e)| e.as_ref().ok().cloned())
+            .collect();
+        let me = (id.org.as_str(), id.node.as_str());
+        if envs
+            .iter()
+            .any(|e| ring.verify(e, now()) == Err(Refusal::UnknownKey))
+        {
+            // A rotation since the ring was fetched: fetch it once more.
+            ring = fetch_ring(&client, &id).await?;
+        }
+        let mut verdicts = admit_batch_at_agent(&envs, me, &ring, cache, now()).into_iter();
+        for (seq, parsed) in parsed {
+            let verdict = match parsed {
+                Err(e) => Err(e),
+                Ok(env) => match verdicts.next() {
+                    Some(Ok(())) => Ok(env),
+                    Some(Err(r)) => Err(r.as_str().to_owned()),
+                    None => Err("unchecked".to_owned()),
+                },
             };
             match verdict {
                 Ok(env) => {
