@@ -76,12 +76,16 @@ pub struct Published {
 pub struct EventsView {
     rings: Arc<OrgKeyRings>,
     backlog: RwLock<HashMap<String, VecDeque<Published>>>,
+    /// Per node, the seq of the newest envelope dropped from its backlog.
+    evicted: RwLock<HashMap<String, u64>>,
 }
 
 #[derive(Serialize, Deserialize, Default)]
 struct Saved {
     rings: BTreeMap<String, KeyRing>,
     backlog: BTreeMap<String, Vec<(u64, String, String)>>,
+    #[serde(default)]
+    evicted: BTreeMap<String, u64>,
 }
 
 /// The stream key of a node: `<org>/<node>`.
@@ -102,8 +106,12 @@ impl EventsView {
         let Some(q) = b.get(node_key) else {
             return (Vec::new(), true);
         };
-        let complete =
-            q.front().is_none_or(|p| p.seq <= after.saturating_add(1)) || q.len() < BACKLOG;
+        let complete = self
+            .evicted
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(node_key)
+            .is_none_or(|&dropped| after >= dropped);
         (
             q.iter().filter(|p| p.seq > after).cloned().collect(),
             complete,
@@ -158,17 +166,21 @@ impl Projection for EventsView {
                 let Ok(json) = serde_json::to_string(&p.envelope) else {
                     return;
                 };
+                let key = node_key(&p.envelope.org, &p.envelope.node);
                 let mut b = self.backlog.write().unwrap_or_else(PoisonError::into_inner);
-                let q = b
-                    .entry(node_key(&p.envelope.org, &p.envelope.node))
-                    .or_default();
+                let q = b.entry(key.clone()).or_default();
                 q.push_back(Published {
                     seq: entry.seq,
                     kind: p.envelope.kind.into(),
                     json: json.into(),
                 });
                 while q.len() > BACKLOG {
-                    q.pop_front();
+                    if let Some(dropped) = q.pop_front() {
+                        self.evicted
+                            .write()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .insert(key.clone(), dropped.seq);
+                    }
                 }
             }
             _ => {}
@@ -191,7 +203,19 @@ impl Projection for EventsView {
                 )
             })
             .collect();
-        serde_json::to_value(Saved { rings, backlog }).unwrap_or_default()
+        let evicted = self
+            .evicted
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        serde_json::to_value(Saved {
+            rings,
+            backlog,
+            evicted,
+        })
+        .unwrap_or_default()
     }
 
     fn restore(&self, state: &serde_json::Value) -> Result<(), String> {
@@ -199,6 +223,8 @@ impl Projection for EventsView {
         for (org, ring) in saved.rings {
             self.rings.set(&org, ring);
         }
+        *self.evicted.write().unwrap_or_else(PoisonError::into_inner) =
+            saved.evicted.into_iter().collect();
         let mut b = self.backlog.write().unwrap_or_else(PoisonError::into_inner);
         *b = saved
             .backlog
@@ -448,5 +474,29 @@ mod tests {
         let copy = EventsView::default();
         copy.restore(&v.snapshot()).unwrap();
         assert_eq!(copy.after("acme/n1", 0).0.len(), 3);
+
+        // Past the cap the oldest go, and a resume from before them is known incomplete.
+        let env = bulwark_events::Unsigned::new("e", "t", "acme", "n2", 1, serde_json::json!({}))
+            .unwrap()
+            .sign(&key)
+            .unwrap();
+        for seq in 0..(BACKLOG as u64 + 5) {
+            let entry = Draft::new(bulwark_ledger::entry::Kind::State, "event.publish", "x")
+                .data(&PublishEntry {
+                    envelope: env.clone(),
+                })
+                .unwrap()
+                .sequence(1000 + 2 * seq, 0);
+            v.apply(&entry);
+        }
+        let (kept, complete) = v.after("acme/n2", 0);
+        assert_eq!(kept.len(), BACKLOG);
+        assert!(!complete, "five were dropped");
+        // After the last dropped one (seq 1000 + 2·4), nothing is missing.
+        assert!(v.after("acme/n2", 1008).1);
+        assert!(!v.after("acme/n2", 1007).1);
+        let copy = EventsView::default();
+        copy.restore(&v.snapshot()).unwrap();
+        assert!(!copy.after("acme/n2", 0).1);
     }
 }

@@ -289,6 +289,37 @@ async fn the_agent_acts_on_signed_events_at_once() {
         before
     );
 
+    // Resume: the agent is stopped, 100 envelopes are published, a new agent resumes
+    // from its cursor and admits all 100, in order, exactly once.
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(agent.id().to_string())
+        .status();
+    assert!(agent.wait().unwrap().success());
+    let mut seqs = Vec::new();
+    for i in 0..100 {
+        let r = op
+            .post(
+                "/v1/orgs/acme/nodes/n1/events",
+                json!({"type": "test.tick", "payload": {"i": i}}),
+            )
+            .await;
+        assert_eq!(r.status, 201);
+        seqs.push(r.json()["seq"].as_u64().unwrap());
+    }
+    let (mut agent, logs) = spawn_agent(&agent_dir, "3600");
+    let ticks = || {
+        logs.lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l["msg"] == "event admitted" && l["kind"] == "test.tick")
+            .map(|l| l["seq"].as_u64().unwrap())
+            .collect::<Vec<u64>>()
+    };
+    wait_for("the 100 resumed events", 20, || ticks().len() >= 100);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(ticks(), seqs, "all 100, in order, exactly once");
+
     // node.quarantine: the file is wiped and the agent stops.
     assert_eq!(
         op.post("/v1/orgs/acme/nodes/n1/quarantine", json!({}))
@@ -307,4 +338,29 @@ async fn the_agent_acts_on_signed_events_at_once() {
     assert!(status.success());
     assert!(!file.exists(), "the secrets file was wiped");
     assert!(agent_dir.join("events.cursor").exists());
+}
+
+type Logs = Arc<Mutex<Vec<serde_json::Value>>>;
+
+/// `bulwark agent run` on `dir` with its JSON log lines collected.
+fn spawn_agent(dir: &Path, interval: &str) -> (std::process::Child, Logs) {
+    let mut agent = Command::new(common::BIN)
+        .args(["agent", "run", "--interval", interval, "--dir"])
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let logs: Logs = Arc::default();
+    let sink = logs.clone();
+    let out = agent.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            let v: serde_json::Value = serde_json::from_str(&line)
+                .unwrap_or_else(|_| panic!("agent log line is not JSON: {line}"));
+            sink.lock().unwrap().push(v);
+        }
+    });
+    (agent, logs)
 }
