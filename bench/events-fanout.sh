@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The signed event bus end to end on loopback: SUBSCRIBERS SSE streams on the node API
-# (mTLS, one enrolled node's certificate), EVENTS envelopes published over the API one
+# (mTLS, one enrolled node's certificate, so the per-node stream cap is raised), EVENTS envelopes published over the API one
 # every GAP_MS; every subscriber verifies every envelope itself. Reports publish → verified
 # latency over all deliveries (p50/p99/max) and the server's RSS per idle subscriber.
 # One load generator: crates/bulwark/examples/event_load.rs.
@@ -24,6 +24,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 "$BULWARK" serve --data-dir "$work/data" --listen 127.0.0.1:$B_PORT --node-listen 127.0.0.1:$NODE_PORT \
   --rate-limit-rps 0 --max-connections 8192 --max-inflight 8192 --token-ttl-secs 900 \
+  --max-event-streams-per-node 4096 \
   --log-level warn >"$work/bulwark.log" 2>&1 &
 pids+=($!)
 SERVER_PID=$!

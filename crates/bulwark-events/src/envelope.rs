@@ -131,6 +131,33 @@ fn depth_exceeds(bytes: &[u8], limit: usize) -> bool {
     false
 }
 
+/// The largest integer RFC 8785 (I-JSON, IEEE 754 doubles) represents exactly.
+pub const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
+
+/// Whether every number in `v` is an integer within ±[`MAX_SAFE_INTEGER`]. RFC 8785
+/// serialises numbers as doubles: `1.0` and `1`, or two integers above 2⁵³ that round to
+/// the same double, would sign to the same bytes, so a payload could be changed without
+/// breaking its signature. Such numbers are refused (send them as strings).
+fn numbers_exact(v: &serde_json::Value) -> bool {
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        match v {
+            serde_json::Value::Number(n) => {
+                let ok = n
+                    .as_i64()
+                    .is_some_and(|i| (-MAX_SAFE_INTEGER..=MAX_SAFE_INTEGER).contains(&i));
+                if !ok {
+                    return false;
+                }
+            }
+            serde_json::Value::Array(a) => stack.extend(a),
+            serde_json::Value::Object(o) => stack.extend(o.values()),
+            _ => {}
+        }
+    }
+    true
+}
+
 impl Unsigned {
     /// A new instruction from `org` to `node`, signed later: fresh nonce.
     pub fn new(
@@ -230,6 +257,9 @@ impl Envelope {
         }
         if self.signature.len() != 86 || !token_ok(&self.signature, 86, b"_-") {
             return Err(ParseError::Field("signature"));
+        }
+        if !numbers_exact(&self.payload) {
+            return Err(ParseError::Field("payload"));
         }
         Ok(())
     }
@@ -342,6 +372,38 @@ mod tests {
         assert_eq!(
             Envelope::parse(&vec![b' '; MAX_ENVELOPE_BYTES + 1]),
             Err(ParseError::TooLarge)
+        );
+    }
+
+    #[test]
+    fn numbers_that_would_sign_alike_are_refused() {
+        let key = bulwark_crypto::SigningKey::generate().unwrap();
+        for bad in [
+            json!({"n": 1.0}),
+            json!({"n": 0.5}),
+            json!([9_007_199_254_740_993_u64]),
+            json!({"a": [{"n": -9_007_199_254_740_992_i64}]}),
+            json!(u64::MAX),
+        ] {
+            assert_eq!(
+                Unsigned::new("e1", "t", "acme", "n1", 1, bad.clone())
+                    .unwrap()
+                    .sign(&key),
+                Err(ParseError::Field("payload")),
+                "{bad}"
+            );
+        }
+        let ok = json!({"n": MAX_SAFE_INTEGER, "m": -MAX_SAFE_INTEGER, "s": "9007199254740993"});
+        let env = Unsigned::new("e1", "t", "acme", "n1", 1, ok)
+            .unwrap()
+            .sign(&key)
+            .unwrap();
+        // A relayed envelope with such a number is refused by the parser as well.
+        let mut v: serde_json::Value = serde_json::from_slice(&env.render().unwrap()).unwrap();
+        v["payload"] = json!({"n": 1.5});
+        assert_eq!(
+            Envelope::parse(&serde_json::to_vec(&v).unwrap()),
+            Err(ParseError::Field("payload"))
         );
     }
 

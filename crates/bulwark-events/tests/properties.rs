@@ -12,7 +12,7 @@ fn payload() -> impl Strategy<Value = serde_json::Value> {
     let leaf = prop_oneof![
         Just(json!(null)),
         any::<bool>().prop_map(|b| json!(b)),
-        any::<i64>().prop_map(|n| json!(n)),
+        (-((1i64 << 53) - 1)..=((1i64 << 53) - 1)).prop_map(|n| json!(n)),
         "\\PC{0,20}".prop_map(|s| json!(s)),
     ];
     leaf.prop_recursive(4, 32, 4, |inner| {
@@ -73,6 +73,15 @@ proptest! {
             r == Err(Refusal::BadSignature) || r == Err(Refusal::UnknownKey),
             "{:?}", r
         );
+    }
+
+    #[test]
+    fn integers_beyond_2_pow_53_and_fractions_are_refused(n in (1i64 << 53)..i64::MAX, f in 0.001f64..1e6) {
+        let key = key();
+        for p in [json!({"n": n}), json!({"n": -n}), json!({"f": f + 0.5})] {
+            let signed = Unsigned::new("e1", "t", "acme", "n1", 1, p).unwrap().sign(key);
+            prop_assert!(signed.is_err());
+        }
     }
 
     #[test]

@@ -143,6 +143,10 @@ pub struct ServeArgs {
     #[arg(long, env = "BULWARK_TRUST_DOMAIN", value_name = "DOMAIN")]
     pub trust_domain: Option<String>,
 
+    /// Event streams one node may hold open at once [default: 8].
+    #[arg(long, env = "BULWARK_MAX_EVENT_STREAMS_PER_NODE", value_name = "N")]
+    pub max_event_streams_per_node: Option<usize>,
+
     /// Lifetime of node certificates in seconds, 60 to 30 days [default: 86400].
     #[arg(long, env = "BULWARK_NODE_CERT_TTL_SECS", value_name = "SECS")]
     pub node_cert_ttl_secs: Option<u64>,
@@ -191,6 +195,8 @@ pub struct Config {
     pub node_listen: SocketAddr,
     /// Lifetime of node certificates.
     pub node_cert_ttl: Duration,
+    /// Event streams per node.
+    pub max_event_streams_per_node: usize,
 }
 
 macro_rules! overlay {
@@ -209,7 +215,7 @@ impl ServeArgs {
             max_decoded_bytes, max_decompression_ratio, checkpoint_interval_ms,
             insecure_serve_entry_bundles, readiness_interval_ms, public_url, token_ttl_secs,
             dpop_nonce, org_secret_reads_rps, org_secret_reads_burst, node_secret_reads_rps, trust_domain, node_listen,
-            node_cert_ttl_secs)
+            node_cert_ttl_secs, max_event_streams_per_node)
     }
 
     /// Reads the TOML file named by `--config`, if any, and overlays flags and environment
@@ -320,6 +326,14 @@ impl ServeArgs {
                 (rps, self.org_secret_reads_burst.unwrap_or(rps))
             },
             node_secret_reads: self.node_secret_reads_rps.unwrap_or(50),
+            max_event_streams_per_node: {
+                let n = self.max_event_streams_per_node.unwrap_or(8);
+                anyhow::ensure!(
+                    (1..=4096).contains(&n),
+                    "max_event_streams_per_node must be between 1 and 4096"
+                );
+                n
+            },
             node_cert_ttl: {
                 let t = self.node_cert_ttl_secs.unwrap_or(86_400);
                 anyhow::ensure!(

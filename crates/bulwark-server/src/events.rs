@@ -29,6 +29,8 @@ use crate::fsutil::{read_private, write_atomic};
 
 /// Envelopes kept per node for resumption.
 pub const BACKLOG: usize = 10_000;
+/// Bytes of envelopes kept per node for resumption.
+pub const BACKLOG_BYTES: usize = 4 << 20;
 /// Envelopes buffered per subscriber; a subscriber this far behind is disconnected.
 pub const SUBSCRIBER_BUFFER: usize = 1024;
 /// How long a rotated-out org key stays valid.
@@ -118,6 +120,20 @@ impl EventsView {
         )
     }
 
+    /// Envelopes in the backlogs issued within the staleness window of `now` (to seed the
+    /// replay cache at start-up).
+    pub fn recent_envelopes(&self, now: i64) -> Vec<Envelope> {
+        let window = bulwark_events::gate::STALENESS_SECS;
+        self.backlog
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .flat_map(|q| q.iter().rev())
+            .filter_map(|p| serde_json::from_str::<Envelope>(&p.json).ok())
+            .filter(|e| (e.issued_at - now).abs() <= window)
+            .collect()
+    }
+
     /// The newest seq published to `node_key`.
     pub fn last_seq(&self, node_key: &str) -> u64 {
         self.backlog
@@ -174,7 +190,10 @@ impl Projection for EventsView {
                     kind: p.envelope.kind.into(),
                     json: json.into(),
                 });
-                while q.len() > BACKLOG {
+                while q.len() > BACKLOG
+                    || (q.len() > 1
+                        && q.iter().map(|p| p.json.len()).sum::<usize>() > BACKLOG_BYTES)
+                {
                     if let Some(dropped) = q.pop_front() {
                         self.evicted
                             .write()
@@ -283,15 +302,41 @@ impl EventKeys {
     }
 
     /// Makes a new current key for `org` and stores it (before anything is signed with it).
-    pub fn create(&self, org: &str) -> anyhow::Result<bulwark_crypto::SigningKey> {
+    /// The previous key is kept only if `keep_previous` (a rotation with a transition); a
+    /// compromised one (no transition) is erased at once.
+    pub fn create(
+        &self,
+        org: &str,
+        keep_previous: bool,
+    ) -> anyhow::Result<bulwark_crypto::SigningKey> {
         let key = bulwark_crypto::SigningKey::generate()?;
         let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
         let list = keys.entry(org.to_owned()).or_default();
+        if !keep_previous {
+            list.clear();
+        }
         list.push(key.encode());
-        // Keep the previous key too (for the record); older ones are of no use.
         while list.len() > 2 {
             list.remove(0);
         }
+        self.save(&keys)?;
+        Ok(key)
+    }
+
+    /// Removes `kid` of `org` (a key whose journal entry failed: no ring knows it).
+    pub fn forget(&self, org: &str, kid: &str) {
+        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(list) = keys.get_mut(org) {
+            list.retain(|k| {
+                bulwark_crypto::SigningKey::decode(k).map_or(true, |sk| sk.kid() != kid)
+            });
+        }
+        if let Err(e) = self.save(&keys) {
+            tracing::error!(error = %format!("{e:#}"), "cannot store the org event keys");
+        }
+    }
+
+    fn save(&self, keys: &BTreeMap<String, Vec<Zeroizing<String>>>) -> anyhow::Result<()> {
         if let Some(f) = &self.file {
             let raw: BTreeMap<&String, Vec<&str>> = keys
                 .iter()
@@ -300,23 +345,43 @@ impl EventKeys {
             let text = Zeroizing::new(serde_json::to_string(&raw)?);
             write_atomic(f, text.as_bytes(), 0o600)?;
         }
-        Ok(key)
+        Ok(())
     }
 }
 
 /// The in-process fan-out: one bounded channel per subscriber. A subscriber whose buffer
 /// is full is dropped (its stream ends; counted) rather than growing memory.
-#[derive(Default)]
 pub struct Bus {
     subscribers: Mutex<HashMap<String, Vec<mpsc::Sender<Published>>>>,
+    per_node: usize,
 }
+
+impl Default for Bus {
+    fn default() -> Self {
+        Self::new(MAX_SUBSCRIBERS_PER_NODE)
+    }
+}
+
+impl Bus {
+    /// A bus allowing `per_node` open streams per node.
+    pub fn new(per_node: usize) -> Self {
+        Self {
+            subscribers: Mutex::default(),
+            per_node,
+        }
+    }
+}
+
+/// Streams open at once per node, by default.
+pub const MAX_SUBSCRIBERS_PER_NODE: usize = 8;
 
 /// Where envelopes go once journaled (a NATS JetStream backend fits behind this).
 pub trait Fanout: Send + Sync {
     /// Delivers to `node_key`'s subscribers.
     fn publish(&self, node_key: &str, p: &Published);
-    /// A new subscriber to `node_key`.
-    fn subscribe(&self, node_key: &str) -> mpsc::Receiver<Published>;
+    /// A new subscriber to `node_key`; `None` when the node has as many open streams as
+    /// it may.
+    fn subscribe(&self, node_key: &str) -> Option<mpsc::Receiver<Published>>;
 }
 
 impl Fanout for Bus {
@@ -342,15 +407,52 @@ impl Fanout for Bus {
         }
     }
 
-    fn subscribe(&self, node_key: &str) -> mpsc::Receiver<Published> {
+    fn subscribe(&self, node_key: &str) -> Option<mpsc::Receiver<Published>> {
+        let mut subs = self
+            .subscribers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let list = subs.entry(node_key.to_owned()).or_default();
+        // Streams that ended are forgotten here too, not only at the next publication.
+        list.retain(|tx| !tx.is_closed());
+        if list.len() >= self.per_node {
+            return None;
+        }
         let (tx, rx) = mpsc::channel(SUBSCRIBER_BUFFER);
-        self.subscribers
+        list.push(tx);
+        Some(rx)
+    }
+}
+
+/// The replay port with one bounded nonce cache per org: an org that floods its own
+/// cache (refused when full) cannot exhaust another org's.
+pub struct PerOrgNonces {
+    per_org: usize,
+    caches: Mutex<HashMap<String, Arc<bulwark_events::gate::NonceCache>>>,
+}
+
+impl PerOrgNonces {
+    /// `per_org` live nonces per org.
+    pub fn new(per_org: usize) -> Self {
+        Self {
+            per_org,
+            caches: Mutex::default(),
+        }
+    }
+
+    fn cache(&self, org: &str) -> Arc<bulwark_events::gate::NonceCache> {
+        self.caches
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .entry(node_key.to_owned())
-            .or_default()
-            .push(tx);
-        rx
+            .entry(org.to_owned())
+            .or_insert_with(|| Arc::new(bulwark_events::gate::NonceCache::new(self.per_org)))
+            .clone()
+    }
+}
+
+impl bulwark_events::gate::ReplayPort for PerOrgNonces {
+    fn first_use(&self, org: &str, nonce: &str, now: i64) -> Result<(), bulwark_events::Refusal> {
+        self.cache(org).first_use(org, nonce, now)
     }
 }
 
@@ -378,15 +480,22 @@ impl NodePort for DirectoryPorts {
 /// The gate with all five ports wired, except the one named by `unwired` (tests prove
 /// that a gate missing any port delivers nothing: `BULWARK_TEST_UNWIRE_EVENT_PORT`).
 pub fn gate(
-    rings: Arc<OrgKeyRings>,
+    view: &EventsView,
     directory: Arc<bulwark_directory::DirectoryView>,
     unwired: Option<&str>,
 ) -> bulwark_events::Gate {
-    use bulwark_events::gate::{NonceCache, Window};
+    use bulwark_events::gate::{ReplayPort as _, Window};
     let ports = Arc::new(DirectoryPorts(directory));
+    // The nonces of envelopes already journaled (the backlog) are remembered across a
+    // restart: a captured envelope cannot be relayed again right after one.
+    let nonces = Arc::new(PerOrgNonces::new(20_000));
+    let now = bulwark_identity::jose::now_secs();
+    for env in view.recent_envelopes(now) {
+        let _ = nonces.first_use(&env.org, &env.nonce, now);
+    }
     let mut g = bulwark_events::Gate {
-        signature: Some(rings),
-        replay: Some(Arc::new(NonceCache::new(100_000))),
+        signature: Some(view.rings()),
+        replay: Some(nonces),
         staleness: Some(Arc::new(Window)),
         relation: Some(ports.clone()),
         node: Some(ports),
@@ -417,8 +526,8 @@ mod tests {
     #[test]
     fn a_subscriber_that_falls_behind_is_dropped_not_buffered_forever() {
         let bus = Bus::default();
-        let mut fast = bus.subscribe("acme/n1");
-        let mut slow = bus.subscribe("acme/n1");
+        let mut fast = bus.subscribe("acme/n1").unwrap();
+        let mut slow = bus.subscribe("acme/n1").unwrap();
         for i in 0..(SUBSCRIBER_BUFFER as u64 + 10) {
             bus.publish("acme/n1", &p(i));
             // The fast one keeps up.
@@ -437,7 +546,14 @@ mod tests {
         bus.publish("acme/n1", &p(10_000));
         assert_eq!(fast.try_recv().unwrap().seq, 10_000);
         // Another node's subscriber sees nothing of acme/n1.
-        let mut other = bus.subscribe("acme/n2");
+        let mut other = bus.subscribe("acme/n2").unwrap();
+        // At most MAX_SUBSCRIBERS_PER_NODE open streams per node; closed ones free a slot.
+        let extra: Vec<_> = (0..MAX_SUBSCRIBERS_PER_NODE - 1)
+            .map(|_| bus.subscribe("acme/n2").unwrap())
+            .collect();
+        assert!(bus.subscribe("acme/n2").is_none());
+        drop(extra);
+        assert!(bus.subscribe("acme/n2").is_some());
         bus.publish("acme/n1", &p(10_001));
         assert!(other.try_recv().is_err());
     }

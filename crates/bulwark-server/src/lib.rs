@@ -243,14 +243,14 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         crl: pki::CrlCache::default(),
         node_cert_ttl: cfg.node_cert_ttl,
         event_gate: events::gate(
-            events_view.rings(),
+            &events_view,
             directory.clone(),
             std::env::var("BULWARK_TEST_UNWIRE_EVENT_PORT")
                 .ok()
                 .as_deref(),
         ),
         event_keys: events::EventKeys::load(cfg.data_dir.as_deref())?,
-        event_bus: Arc::new(events::Bus::default()),
+        event_bus: Arc::new(events::Bus::new(cfg.max_event_streams_per_node)),
         events_view,
         tls: tls::ServerTls::new(
             tls_tx,

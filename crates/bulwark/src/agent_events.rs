@@ -132,7 +132,7 @@ async fn follow_once(
         let me = (id.org.as_str(), id.node.as_str());
         if envs
             .iter()
-            .any(|e| ring.verify(e, now()) == Err(Refusal::UnknownKey))
+            .any(|e| !ring.keys().any(|k| k.key_id == e.key_id))
         {
             // A rotation since the ring was fetched: fetch it once more.
             ring = fetch_ring(&client, &id).await?;
@@ -143,6 +143,11 @@ async fn follow_once(
                 Err(e) => Err(e),
                 Ok(env) => match verdicts.next() {
                     Some(Ok(())) => Ok(env),
+                    Some(Err(Refusal::ReplayCacheFull)) => {
+                        // Not a verdict on the envelope: stop here without moving the
+                        // cursor; the reconnect resumes from it.
+                        bail!("the agent's replay cache is full");
+                    }
                     Some(Err(r)) => Err(r.as_str().to_owned()),
                     None => Err("unchecked".to_owned()),
                 },

@@ -367,6 +367,32 @@ async fn the_gate_refuses_forged_misaddressed_replayed_stale_foreign_and_retired
         201
     );
     assert!(s.metric(r#"events_refused_total{reason="replayed"}"#).await >= 1.0);
+    // Only the server sends node.quarantine (as part of a real quarantine).
+    let r = op
+        .post(
+            "/v1/orgs/acme/nodes/n1/events",
+            json!({"type": "node.quarantine"}),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    let keys_now = || -> std::collections::BTreeMap<String, Vec<String>> {
+        serde_json::from_str(&std::fs::read_to_string(s.dir.join("event-keys.json")).unwrap())
+            .unwrap()
+    };
+    let current = bulwark_crypto::SigningKey::decode(keys_now()["acme"].last().unwrap()).unwrap();
+    let mut q = sign("acme", "n1", now(), &current).unsigned();
+    q.kind = "node.quarantine".into();
+    assert_eq!(relay(&q.sign(&current).unwrap()).await.0, 400);
+    // A compromise rotation erased the old private key from the data directory.
+    assert_eq!(keys_now()["acme"].len(), 1);
+    // Numbers that would sign alike are refused.
+    let r = op
+        .post(
+            "/v1/orgs/acme/nodes/n1/events",
+            json!({"type": "t", "payload": {"n": 1.5}}),
+        )
+        .await;
+    assert_eq!(r.status, 400);
     // Malformed envelopes are 400, unknown fields included.
     let mut v = serde_json::to_value(&good).unwrap();
     v["extra"] = json!(1);

@@ -72,7 +72,7 @@ async fn new_org_key(
     actor: &str,
     transition: i64,
 ) -> Result<bulwark_crypto::SigningKey, ApiProblem> {
-    let key = s.event_keys.create(org).map_err(|e| {
+    let key = s.event_keys.create(org, transition > 0).map_err(|e| {
         tracing::error!(error = %format!("{e:#}"), "cannot store an org event key");
         problem(ProblemCode::Internal, "cannot store the org's event key")
     })?;
@@ -86,10 +86,11 @@ async fn new_org_key(
             previous_until: now_secs() + transition,
         })
         .map_err(|_| problem(ProblemCode::Internal, "cannot encode"))?;
-    s.ledger
-        .append(draft)
-        .await
-        .map_err(|e| super::journal_failed(&e))?;
+    if let Err(e) = s.ledger.append(draft).await {
+        // Not journaled, so no ring knows it: it must not sign anything.
+        s.event_keys.forget(org, key.kid());
+        return Err(super::journal_failed(&e));
+    }
     Ok(key)
 }
 
@@ -105,6 +106,22 @@ pub async fn publish(
     actor: &str,
 ) -> Result<u64, ApiProblem> {
     let _seq = s.sequencer.lock().await;
+    publish_locked(s, org, node, kind, payload, actor).await
+}
+
+/// Types only the server itself may publish: `node.quarantine` makes an agent wipe its
+/// secrets and stop, so it is sent only as part of a real quarantine.
+pub const RESERVED_TYPES: &[&str] = &["node.quarantine"];
+
+/// [`publish`] for a caller that holds the sequencer.
+pub(crate) async fn publish_locked(
+    s: &AppState,
+    org: &str,
+    node: &str,
+    kind: &str,
+    payload: serde_json::Value,
+    actor: &str,
+) -> Result<u64, ApiProblem> {
     let key = match s.event_keys.current(org) {
         Some(k) => k,
         None => new_org_key(s, org, actor, KEY_TRANSITION_SECS).await?,
@@ -180,8 +197,16 @@ async fn publish_route(
     }
     let actor = caller.subject.to_string();
     let seq = match (req.kind, req.payload, req.envelope) {
+        (Some(kind), _, None) if RESERVED_TYPES.contains(&kind.as_str()) => {
+            return Err(problem(
+                ProblemCode::BadRequest,
+                format!("`{kind}` is sent by the server itself (quarantine the node instead)"),
+            ));
+        }
         (Some(kind), payload, None) => {
-            publish(
+            let _seq = s.sequencer.lock().await;
+            ctx.recheck(&s, &caller, Permission::Administer, &scope)?;
+            publish_locked(
                 &s,
                 org.as_str(),
                 node.as_str(),
@@ -199,7 +224,14 @@ async fn publish_route(
             if env.org != org.as_str() || env.node != node.as_str() {
                 return Err(refused(bulwark_events::Refusal::WrongRecipient));
             }
+            if RESERVED_TYPES.contains(&env.kind.as_str()) {
+                return Err(problem(
+                    ProblemCode::BadRequest,
+                    format!("`{}` is sent by the server itself", env.kind),
+                ));
+            }
             let _seq = s.sequencer.lock().await;
+            ctx.recheck(&s, &caller, Permission::Administer, &scope)?;
             admit_and_send(&s, env, &actor).await?
         }
         _ => {
@@ -248,6 +280,7 @@ async fn rotate_route(
         return Err(not_found(&scope));
     }
     let _seq = s.sequencer.lock().await;
+    ctx.recheck(&s, &caller, Permission::Administer, &scope)?;
     let key = new_org_key(&s, org.as_str(), &caller.subject.to_string(), transition).await?;
     Ok(Json(json!({"key_id": key.kid(), "previous_valid_for_secs": transition})).into_response())
 }
@@ -263,6 +296,7 @@ pub fn secrets_changed(s: &Arc<AppState>, env: &Scope, name: &str) {
         let d = s.directory.read();
         d.nodes_in(org.as_str())
             .into_iter()
+            .filter(|n| !n.quarantined)
             .filter(|n| {
                 d.relations()
                     .scopes_of(&super::node_api::node_subject(org.as_str(), &n.name))

@@ -143,15 +143,26 @@ async fn set_quarantine(
     ctx.authorize(s, caller, Permission::Administer, &scope)
         .await?;
     let node = name(node)?;
+    let _seq = s.sequencer.lock().await;
+    if s.directory
+        .read()
+        .node(org.as_str(), node.as_str())
+        .is_none()
+    {
+        return Err(not_found(format!("node `{node}`")));
+    }
     if quarantined
         && s.directory
             .read()
             .node(org.as_str(), node.as_str())
             .is_some_and(|n| !n.quarantined)
     {
-        // Told first, over the signed bus (best-effort: the quarantine below closes its
-        // connection right after); the agent wipes its secrets file and stops.
-        if let Err(e) = super::events::publish(
+        // The node is told first, over the signed bus, by this same authorized command
+        // (rights re-checked under the sequencer); then the quarantine closes its
+        // connections. If the quarantine cannot be journaled afterwards, the node has
+        // wiped its secrets without being quarantined: the safe side.
+        ctx.recheck(s, caller, Permission::Administer, &scope)?;
+        if let Err(e) = super::events::publish_locked(
             s,
             org.as_str(),
             node.as_str(),
@@ -166,14 +177,6 @@ async fn set_quarantine(
                 "node.quarantine not published"
             );
         }
-    }
-    let _seq = s.sequencer.lock().await;
-    if s.directory
-        .read()
-        .node(org.as_str(), node.as_str())
-        .is_none()
-    {
-        return Err(not_found(format!("node `{node}`")));
     }
     let event = Event::NodeQuarantine {
         org: org.to_string(),
