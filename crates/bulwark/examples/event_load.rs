@@ -127,7 +127,8 @@ async fn main() {
         request(&api_c, &publish_url, "POST", &headers, body)
     };
     // The org's key exists after a first publication; the ring comes from the node API.
-    assert_eq!(publish(usize::MAX).await.status(), 201);
+    let warm = Bytes::from(r#"{"type":"bench.warmup"}"#);
+    assert_eq!(request(&api_c, &publish_url, "POST", &headers, warm).await.status(), 201);
     let keys_url: http::Uri = stream_url
         .to_string()
         .replace("/events", "/event-keys")
