@@ -128,7 +128,12 @@ async fn main() {
     };
     // The org's key exists after a first publication; the ring comes from the node API.
     let warm = Bytes::from(r#"{"type":"bench.warmup"}"#);
-    assert_eq!(request(&api_c, &publish_url, "POST", &headers, warm).await.status(), 201);
+    assert_eq!(
+        request(&api_c, &publish_url, "POST", &headers, warm)
+            .await
+            .status(),
+        201
+    );
     let keys_url: http::Uri = stream_url
         .to_string()
         .replace("/events", "/event-keys")
