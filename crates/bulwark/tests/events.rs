@@ -112,7 +112,19 @@ async fn setup(
     tempfile::TempDir,
 ) {
     let (id, secret) = s.bootstrap("none");
-    let op = s.token(&id, &secret, "admin read", None).await;
+    setup_with(s, &id, &secret).await
+}
+
+async fn setup_with<'a>(
+    s: &'a Server,
+    id: &str,
+    secret: &str,
+) -> (
+    common::oauth::Session<'a>,
+    Arc<rustls::ClientConfig>,
+    tempfile::TempDir,
+) {
+    let op = s.token(id, secret, "admin read", None).await;
     assert_eq!(
         op.post("/v1/orgs", json!({"name": "acme"})).await.status,
         201
@@ -427,4 +439,41 @@ async fn a_gate_missing_any_port_answers_501() {
             "{port}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relayed_envelope_cannot_be_replayed_across_a_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().join("data");
+    let s = Server::start_in(&dir, &["--rate-limit-rps", "0"], &[]);
+    let (id, secret) = s.bootstrap("none");
+    let (op, _cfg, _tmp) = setup_with(&s, &id, &secret).await;
+    assert_eq!(
+        op.post("/v1/orgs/acme/nodes/n1/events", json!({"type": "init"}))
+            .await
+            .status,
+        201
+    );
+    let keys: std::collections::BTreeMap<String, Vec<String>> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("event-keys.json")).unwrap())
+            .unwrap();
+    let acme = bulwark_crypto::SigningKey::decode(keys["acme"].last().unwrap()).unwrap();
+    let env = Unsigned::new("r1", "secrets.changed", "acme", "n1", now(), json!({}))
+        .unwrap()
+        .sign(&acme)
+        .unwrap();
+    let body = json!({"envelope": serde_json::to_value(&env).unwrap()});
+    assert_eq!(
+        op.post("/v1/orgs/acme/nodes/n1/events", body.clone())
+            .await
+            .status,
+        201
+    );
+    drop(op);
+    s.stop();
+    let s = Server::start_in(&dir, &["--rate-limit-rps", "0"], &[]);
+    let op = s.token(&id, &secret, "admin read", None).await;
+    let r = op.post("/v1/orgs/acme/nodes/n1/events", body).await;
+    assert_eq!((r.status, r.code().as_str()), (403, "event_refused"));
+    assert!(String::from_utf8_lossy(&r.body).contains("replayed"));
 }
