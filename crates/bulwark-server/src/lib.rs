@@ -101,6 +101,9 @@ pub struct AppState {
     pub node_cert_ttl: Duration,
     /// The listeners' TLS configurations (server certificate rotation).
     pub tls: tls::ServerTls,
+    /// Judges client certificates (revocation, quarantine): at the handshake, on open
+    /// connections and per node request.
+    pub peer_judge: Arc<pki::PeerJudge>,
     /// Org event key rings and per-node envelope backlogs, folded from the journal.
     pub events_view: Arc<events::EventsView>,
     /// Each org's event signing keys.
@@ -252,6 +255,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         event_keys: events::EventKeys::load(cfg.data_dir.as_deref())?,
         event_bus: Arc::new(events::Bus::new(cfg.max_event_streams_per_node)),
         events_view,
+        peer_judge: judge.clone(),
         tls: tls::ServerTls::new(
             tls_tx,
             node_tls_tx,

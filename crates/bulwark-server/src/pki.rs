@@ -42,11 +42,16 @@ impl PeerJudge {
     pub fn judge(&self, leaf: &[u8]) -> Result<(), &'static str> {
         let (serial, ids) =
             bulwark_pki::serial_and_spiffe_ids(leaf).ok_or("client_cert_unparsable")?;
+        self.judge_parsed(&serial, &ids)
+    }
+
+    /// [`PeerJudge::judge`] for a certificate already read: its serial and SPIFFE ids.
+    pub fn judge_parsed(&self, serial: &str, ids: &[String]) -> Result<(), &'static str> {
         let dir = self.directory.read();
-        if dir.cert_revoked(&serial) {
+        if dir.cert_revoked(serial) {
             return Err("cert_revoked");
         }
-        for id in &ids {
+        for id in ids {
             if let Some((org, Workload::Node, node)) = SpiffeId::parse(&self.trust_domain, id)
                 && dir.node(&org, &node).is_some_and(|n| n.quarantined)
             {

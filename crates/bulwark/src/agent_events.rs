@@ -65,7 +65,7 @@ async fn fetch_ring(client: &Client, id: &Identity) -> anyhow::Result<KeyRing> {
     Ok(KeyRing::from_published(keys))
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
@@ -138,15 +138,19 @@ async fn follow_once(
             ring = fetch_ring(&client, &id).await?;
         }
         let mut verdicts = admit_batch_at_agent(&envs, me, &ring, cache, now()).into_iter();
+        // The cursor moves once per batch (one fsync), to the last envelope handled.
+        let mut handled = None;
+        let mut cache_full = false;
         for (seq, parsed) in parsed {
             let verdict = match parsed {
                 Err(e) => Err(e),
                 Ok(env) => match verdicts.next() {
                     Some(Ok(())) => Ok(env),
                     Some(Err(Refusal::ReplayCacheFull)) => {
-                        // Not a verdict on the envelope: stop here without moving the
-                        // cursor; the reconnect resumes from it.
-                        bail!("the agent's replay cache is full");
+                        // Not a verdict on the envelope: stop before it; the reconnect
+                        // resumes from the cursor.
+                        cache_full = true;
+                        break;
                     }
                     Some(Err(r)) => Err(r.as_str().to_owned()),
                     None => Err("unchecked".to_owned()),
@@ -176,7 +180,13 @@ async fn follow_once(
                     tracing::warn!(seq, reason = reason.as_str(), "event refused");
                 }
             }
+            handled = Some(seq);
+        }
+        if let Some(seq) = handled {
             write_atomic(&dir.join(CURSOR), seq.to_string().as_bytes(), 0o600)?;
+        }
+        if cache_full {
+            bail!("the agent's replay cache is full");
         }
     }
     Ok(())

@@ -136,9 +136,7 @@ async fn round(
     force_renew: bool,
 ) -> anyhow::Result<()> {
     let mut id = load_identity(&opts.dir, opts.node_api.as_deref())?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let now = crate::agent_events::now();
     if force_renew || due_for_renewal(id.not_before, id.not_after, now) {
         renew(&opts.dir, &id).await?;
         id = load_identity(&opts.dir, opts.node_api.as_deref())?;

@@ -73,48 +73,15 @@ async fn enrol_then_run_keeps_the_secrets_file_current_and_survives_an_outage() 
     let op = s
         .token(&id, &secret, "admin read secrets:write audit:read", None)
         .await;
-    for (path, name) in [
-        ("/v1/orgs", "acme"),
-        ("/v1/orgs/acme/apps", "web"),
-        ("/v1/orgs/acme/apps/web/envs", "prod"),
-    ] {
-        assert_eq!(op.post(path, json!({"name": name})).await.status, 201);
-    }
-    put(&op, "db-password", "hunter2-first").await;
-    put(&op, "api-key", "k-123").await;
-    let tmp = tempfile::tempdir().unwrap();
-    let (enrolled_chain, _) = enrolled(&s, &op, "acme", "n1", tmp.path()).await;
-    let r = op
-        .post(
-            "/v1/orgs/acme/relations",
-            json!({"scope": "org/acme/app/web/env/prod", "relation": "bound_node", "subject": "node:acme_n1"}),
-        )
-        .await;
-    assert_eq!(r.status, 201);
+    let (tmp, enrolled_chain) = bound_node(
+        &s,
+        &op,
+        &[("db-password", "hunter2-first"), ("api-key", "k-123")],
+    )
+    .await;
 
     let agent_dir = tmp.path().join("n1");
-    let mut agent = Command::new(common::BIN)
-        .args(["agent", "run", "--interval", "1", "--dir"])
-        .arg(&agent_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let logs: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
-    let raw: Arc<Mutex<String>> = Arc::default();
-    {
-        let (logs, raw) = (logs.clone(), raw.clone());
-        let out = agent.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                raw.lock().unwrap().push_str(&line);
-                let v: serde_json::Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|_| panic!("agent log line is not JSON: {line}"));
-                logs.lock().unwrap().push(v);
-            }
-        });
-    }
+    let (mut agent, logs, raw) = spawn_agent(&agent_dir, "1");
     let count = |msg: &str| {
         logs.lock()
             .unwrap()
@@ -216,45 +183,10 @@ async fn the_agent_acts_on_signed_events_at_once() {
     let op = s
         .token(&id, &secret, "admin read secrets:write audit:read", None)
         .await;
-    for (path, name) in [
-        ("/v1/orgs", "acme"),
-        ("/v1/orgs/acme/apps", "web"),
-        ("/v1/orgs/acme/apps/web/envs", "prod"),
-    ] {
-        assert_eq!(op.post(path, json!({"name": name})).await.status, 201);
-    }
-    put(&op, "db-password", "first").await;
-    let tmp = tempfile::tempdir().unwrap();
-    enrolled(&s, &op, "acme", "n1", tmp.path()).await;
-    let r = op
-        .post(
-            "/v1/orgs/acme/relations",
-            json!({"scope": "org/acme/app/web/env/prod", "relation": "bound_node", "subject": "node:acme_n1"}),
-        )
-        .await;
-    assert_eq!(r.status, 201);
+    let (tmp, _) = bound_node(&s, &op, &[("db-password", "first")]).await;
     let agent_dir = tmp.path().join("n1");
     // An hour between rounds: anything sooner is the event bus's doing.
-    let mut agent = Command::new(common::BIN)
-        .args(["agent", "run", "--interval", "3600", "--dir"])
-        .arg(&agent_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let logs: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
-    {
-        let logs = logs.clone();
-        let out = agent.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                let v: serde_json::Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|_| panic!("agent log line is not JSON: {line}"));
-                logs.lock().unwrap().push(v);
-            }
-        });
-    }
+    let (mut agent, logs, _raw) = spawn_agent(&agent_dir, "3600");
     let count = |msg: &str| {
         logs.lock()
             .unwrap()
@@ -307,7 +239,7 @@ async fn the_agent_acts_on_signed_events_at_once() {
         assert_eq!(r.status, 201);
         seqs.push(r.json()["seq"].as_u64().unwrap());
     }
-    let (mut agent, logs) = spawn_agent(&agent_dir, "3600");
+    let (mut agent, logs, _) = spawn_agent(&agent_dir, "3600");
     let ticks = || {
         logs.lock()
             .unwrap()
@@ -340,10 +272,40 @@ async fn the_agent_acts_on_signed_events_at_once() {
     assert!(agent_dir.join("events.cursor").exists());
 }
 
+/// acme/web/prod with `secrets`, and node n1 enrolled (into `<tmp>/n1`) and bound to it;
+/// the temporary directory and n1's enrolment chain.
+async fn bound_node(
+    s: &Server,
+    op: &common::oauth::Session<'_>,
+    secrets: &[(&str, &str)],
+) -> (tempfile::TempDir, String) {
+    for (path, name) in [
+        ("/v1/orgs", "acme"),
+        ("/v1/orgs/acme/apps", "web"),
+        ("/v1/orgs/acme/apps/web/envs", "prod"),
+    ] {
+        assert_eq!(op.post(path, json!({"name": name})).await.status, 201);
+    }
+    for (name, value) in secrets {
+        put(op, name, value).await;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (chain, _) = enrolled(s, op, "acme", "n1", tmp.path()).await;
+    let r = op
+        .post(
+            "/v1/orgs/acme/relations",
+            json!({"scope": "org/acme/app/web/env/prod", "relation": "bound_node", "subject": "node:acme_n1"}),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    (tmp, chain)
+}
+
 type Logs = Arc<Mutex<Vec<serde_json::Value>>>;
 
-/// `bulwark agent run` on `dir` with its JSON log lines collected.
-fn spawn_agent(dir: &Path, interval: &str) -> (std::process::Child, Logs) {
+/// `bulwark agent run` on `dir`: the process, its JSON log lines and its raw output (to
+/// grep for values that must never appear).
+fn spawn_agent(dir: &Path, interval: &str) -> (std::process::Child, Logs, Arc<Mutex<String>>) {
     let mut agent = Command::new(common::BIN)
         .args(["agent", "run", "--interval", interval, "--dir"])
         .arg(dir)
@@ -352,15 +314,17 @@ fn spawn_agent(dir: &Path, interval: &str) -> (std::process::Child, Logs) {
         .spawn()
         .unwrap();
     let logs: Logs = Arc::default();
-    let sink = logs.clone();
+    let raw: Arc<Mutex<String>> = Arc::default();
+    let (sink, text) = (logs.clone(), raw.clone());
     let out = agent.stdout.take().unwrap();
     std::thread::spawn(move || {
         for line in BufReader::new(out).lines() {
             let Ok(line) = line else { break };
+            text.lock().unwrap().push_str(&line);
             let v: serde_json::Value = serde_json::from_str(&line)
                 .unwrap_or_else(|_| panic!("agent log line is not JSON: {line}"));
             sink.lock().unwrap().push(v);
         }
     });
-    (agent, logs)
+    (agent, logs, raw)
 }

@@ -27,6 +27,19 @@ async fn acme<'a>(s: &'a Server, scopes: &str) -> common::oauth::Session<'a> {
     op
 }
 
+/// `POST /v1/nodes/{id}/renew` with `csr` over a connection presenting `cfg`'s certificate.
+async fn renew(
+    node: std::net::SocketAddr,
+    cfg: std::sync::Arc<rustls::ClientConfig>,
+    id: &str,
+    csr: impl Into<String>,
+) -> common::Response {
+    let path = format!("/v1/nodes/{id}/renew");
+    node_call(node, cfg, "POST", &path, Some(json!({"csr": csr.into()})))
+        .await
+        .unwrap()
+}
+
 fn serial_of(chain_pem: &str) -> String {
     bulwark_pki::summarize(chain_pem).unwrap().serial
 }
@@ -320,15 +333,7 @@ async fn nodes_renew_over_mtls_and_services_get_certificates_from_csrs() {
 
     // Renewal: a new key's CSR over the current certificate; same id, new serial.
     let (new_key, csr) = make_csr(KeyAlg::P256).unwrap();
-    let r = node_call(
-        node,
-        cfg.clone(),
-        "POST",
-        "/v1/nodes/n1/renew",
-        Some(json!({"csr": csr})),
-    )
-    .await
-    .unwrap();
+    let r = renew(node, cfg.clone(), "n1", csr).await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let v = r.json();
     assert_eq!(v["spiffe_id"], "spiffe://bulwark.local/org/acme/node/n1");
@@ -347,15 +352,7 @@ async fn nodes_renew_over_mtls_and_services_get_certificates_from_csrs() {
     // A certificate renews once: again with the old one is refused (a thief and the node
     // cannot both renew one certificate).
     let (_, csr) = make_csr(KeyAlg::P256).unwrap();
-    let r = node_call(
-        node,
-        cfg.clone(),
-        "POST",
-        "/v1/nodes/n1/renew",
-        Some(json!({"csr": csr})),
-    )
-    .await
-    .unwrap();
+    let r = renew(node, cfg.clone(), "n1", csr).await;
     assert_eq!((r.status, r.code().as_str()), (409, "already_exists"));
     assert!(
         s.metric(r#"auth_failures_total{reason="renewal_reused"}"#)
@@ -364,26 +361,10 @@ async fn nodes_renew_over_mtls_and_services_get_certificates_from_csrs() {
     );
     // Renewing another node: 403 node_mismatch.
     let (_, csr) = make_csr(KeyAlg::P256).unwrap();
-    let r = node_call(
-        node,
-        cfg.clone(),
-        "POST",
-        "/v1/nodes/n2/renew",
-        Some(json!({"csr": csr})),
-    )
-    .await
-    .unwrap();
+    let r = renew(node, cfg.clone(), "n2", csr).await;
     assert_eq!((r.status, r.code().as_str()), (403, "node_mismatch"));
     // A bad CSR: 400.
-    let r = node_call(
-        node,
-        cfg,
-        "POST",
-        "/v1/nodes/n1/renew",
-        Some(json!({"csr": "nope"})),
-    )
-    .await
-    .unwrap();
+    let r = renew(node, cfg, "n1", "nope").await;
     assert_eq!(r.status, 400);
 
     // Service certificates: both key types, serverAuth + clientAuth, journaled, listed.

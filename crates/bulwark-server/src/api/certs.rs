@@ -26,7 +26,7 @@ use serde::Deserialize;
 use serde_json::json;
 use time::OffsetDateTime;
 
-use super::{Ctx, Table, body, name, not_found, problem};
+use super::{Ctx, Table, body, body_or_default, name, not_found, problem};
 use crate::AppState;
 use crate::authn::Caller;
 
@@ -204,11 +204,7 @@ async fn revoke(
     let scope = Scope::Org(org.clone());
     ctx.authorize(&s, &caller, Permission::Administer, &scope)
         .await?;
-    let req: RevokeRequest = if b.is_empty() {
-        RevokeRequest::default()
-    } else {
-        body(&b)?
-    };
+    let req: RevokeRequest = body_or_default(&b)?;
     if let Some(r) = &req.reason
         && Reason::parse(r).is_none()
     {

@@ -19,7 +19,7 @@ use http::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Ctx, Table, body, name, not_found, problem};
+use super::{Ctx, Table, body, body_or_default, name, not_found, problem};
 use crate::AppState;
 use crate::authn::Caller;
 use crate::events::{KEY_TRANSITION_SECS, KeyEntry, PublishEntry, Published, node_key};
@@ -264,11 +264,7 @@ async fn rotate_route(
     let scope = Scope::Org(org.clone());
     ctx.authorize(&s, &caller, Permission::Administer, &scope)
         .await?;
-    let req: RotateRequest = if b.is_empty() {
-        RotateRequest::default()
-    } else {
-        body(&b)?
-    };
+    let req: RotateRequest = body_or_default(&b)?;
     let transition = req.transition_secs.unwrap_or(KEY_TRANSITION_SECS);
     if !(0..=3600).contains(&transition) {
         return Err(problem(

@@ -276,6 +276,15 @@ fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiProblem> {
         .map_err(|e| problem(ProblemCode::BadRequest, format!("invalid JSON body: {e}")))
 }
 
+/// An optional JSON body: empty means `T::default()`.
+fn body_or_default<T: DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, ApiProblem> {
+    if bytes.is_empty() {
+        Ok(T::default())
+    } else {
+        body(bytes)
+    }
+}
+
 /// 404 for `what`.
 fn not_found(what: impl std::fmt::Display) -> ApiProblem {
     problem(ProblemCode::NotFound, format!("{what} does not exist"))

@@ -76,24 +76,26 @@ impl FromRequestParts<Arc<AppState>> for NodeCaller {
             None => return Err(refuse("node_cert_foreign_trust_domain")),
         };
         let (org, node) = (org.as_str(), node.as_str());
-        let dir = s.directory.read();
-        let known = dir
+        let known = s
+            .directory
+            .read()
             .node(org, node)
             .is_some_and(|n| n.spiffe_id.as_deref() == Some(id.as_str()));
         if !known {
             return Err(refuse("node_unknown"));
         }
-        // The handshake checked this too; a revocation landing since is refused here
-        // even before the connection is closed.
-        if dir.cert_revoked(&serial) {
-            return Err(refuse("cert_revoked"));
-        }
-        if dir.node(org, node).is_some_and(|n| n.quarantined) {
-            crate::authn::count_failure("node_quarantined");
-            return Err(ApiProblem(Problem::new(
-                ProblemCode::PermissionDenied,
-                "this node is quarantined",
-            )));
+        // The handshake's judge, once more: a revocation or quarantine that landed since
+        // is refused here even before the connection is closed.
+        match s.peer_judge.judge_parsed(&serial, &ids) {
+            Ok(()) => {}
+            Err("node_quarantined") => {
+                crate::authn::count_failure("node_quarantined");
+                return Err(ApiProblem(Problem::new(
+                    ProblemCode::PermissionDenied,
+                    "this node is quarantined",
+                )));
+            }
+            Err(reason) => return Err(refuse(reason)),
         }
         Ok(Self {
             org: org.to_owned(),

@@ -22,7 +22,7 @@ use serde::Deserialize;
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use super::{Ctx, Table, append_event, body, name, not_found, problem};
+use super::{Ctx, Table, append_event, body, body_or_default, name, not_found, problem};
 use crate::AppState;
 use crate::authn::Caller;
 
@@ -240,11 +240,7 @@ async fn join_token(
     let scope = Scope::Org(org.clone());
     ctx.authorize(&s, &caller, Permission::Administer, &scope)
         .await?;
-    let req: TokenRequest = if b.is_empty() {
-        TokenRequest::default()
-    } else {
-        body(&b)?
-    };
+    let req: TokenRequest = body_or_default(&b)?;
     let ttl = req.ttl_secs.unwrap_or(JOIN_TOKEN_TTL);
     if !(60..=JOIN_TOKEN_MAX_TTL).contains(&ttl) {
         return Err(problem(
