@@ -25,7 +25,8 @@ use bulwark_core::{Problem, ProblemCode};
 use bulwark_http::ApiProblem;
 
 use crate::AppState;
-use crate::routes::{method_not_allowed, not_found};
+use crate::error::Error;
+use crate::http::health::{method_not_allowed, not_found};
 
 /// Whether a peer uid may use the admin socket.
 pub fn peer_allowed(allow: &[u32], uid: u32) -> bool {
@@ -103,27 +104,27 @@ fn router(state: Arc<AppState>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone())
         // Local operators are instance auditors: entry bundles are served here.
-        .merge(crate::audit_api::router(state, true))
+        .merge(crate::http::tiles::router(state, true))
 }
 
 async fn status(State(s): State<Arc<AppState>>) -> Json<serde_json::Value> {
-    let ready = s.readiness.status();
+    let ready = s.runtime.readiness.status();
     Json(json!({
-        "instance_id": s.instance_id,
+        "instance_id": s.runtime.instance_id,
         "version": env!("CARGO_PKG_VERSION"),
         "ready": ready.is_ok(),
         "not_ready_reasons": ready.err().unwrap_or_default(),
-        "uptime_seconds": s.started.elapsed().as_secs(),
-        "listen": s.listen.to_string(),
-        "data_dir": s.data_dir.as_ref().map(|d| d.display().to_string()),
-        "amnesia": s.data_dir.is_none(),
+        "uptime_seconds": s.runtime.started.elapsed().as_secs(),
+        "listen": s.runtime.listen.to_string(),
+        "data_dir": s.runtime.data_dir.as_ref().map(|d| d.display().to_string()),
+        "amnesia": s.runtime.data_dir.is_none(),
         "dumpable": crate::hygiene::is_dumpable(),
         "journal": {
-            "size": s.ledger.size(),
-            "healthy": s.ledger.is_healthy(),
-            "vkey": s.ledger.verifier().vkey(),
+            "size": s.journal.ledger.size(),
+            "healthy": s.journal.ledger.is_healthy(),
+            "vkey": s.journal.ledger.verifier().vkey(),
         },
-        "keys": s.key_view.snapshot(),
+        "keys": s.journal.key_view.snapshot(),
     }))
 }
 
@@ -139,13 +140,6 @@ const MAX_NOTE_CHARS: usize = 1024;
 
 fn bad_request(detail: &str) -> ApiProblem {
     ApiProblem(Problem::new(ProblemCode::BadRequest, detail.to_owned()))
-}
-
-fn journal_down(e: &bulwark_ledger::AppendError) -> ApiProblem {
-    tracing::error!(error = %e, "journal append failed");
-    ApiProblem(
-        Problem::new(ProblemCode::AuditUnavailable, "the journal cannot append").retry_after(1),
-    )
 }
 
 /// Appends an operator's annotation to the journal (`{"text": "..."}`, at most 1024
@@ -166,12 +160,12 @@ async fn note(
     let draft = bulwark_ledger::entry::Draft::new(
         bulwark_ledger::entry::Kind::State,
         "operator.note",
-        format!("instance/{}", s.instance_id),
+        format!("instance/{}", s.runtime.instance_id),
     )
     .actor(format!("admin:uid{}", peer.0))
     .data(&note)
     .map_err(|_| bad_request("unencodable note"))?;
-    let appended = s.ledger.append(draft).await.map_err(|e| journal_down(&e))?;
+    let appended = s.journal.ledger.append(draft).await.map_err(Error::from)?;
     Ok(Json(json!({"seq": appended.seq})))
 }
 
@@ -198,7 +192,7 @@ async fn bootstrap(
     };
     let binding = req.token_binding.unwrap_or_default();
     let (client_id, secret, seq) =
-        crate::api::principals::bootstrap(&s, binding, &format!("admin:uid{}", peer.0)).await?;
+        crate::http::principals::bootstrap(&s, binding, &format!("admin:uid{}", peer.0)).await?;
     let resp = Json(json!({
         "client_id": client_id,
         "client_secret": secret.as_str(),
@@ -252,8 +246,8 @@ async fn rotate_tls(
             .map_err(|_| bad_request("expected {\"cert_pem\": …, \"key_pem\": …} or nothing"))?
     };
     let (checked, source) = match (req.cert_pem, req.key_pem) {
-        (Some(cert), Some(key)) => (s.tls.check(&cert, &key), "given"),
-        (None, None) => (s.tls.reissue(&s.intermediate), "issued"),
+        (Some(cert), Some(key)) => (s.pki.tls.check(&cert, &key), "given"),
+        (None, None) => (s.pki.tls.reissue(&s.pki.intermediate), "issued"),
         _ => return Err(bad_request("give both cert_pem and key_pem, or neither")),
     };
     let rotated = checked.map_err(|e| {
@@ -263,7 +257,7 @@ async fn rotate_tls(
     let draft = bulwark_ledger::entry::Draft::new(
         bulwark_ledger::entry::Kind::State,
         "tls.rotate",
-        format!("instance/{}", s.instance_id),
+        format!("instance/{}", s.runtime.instance_id),
     )
     .actor(format!("admin:uid{}", peer.0))
     .data(&TlsRotated {
@@ -273,13 +267,14 @@ async fn rotate_tls(
     })
     .map_err(|_| bad_request("cannot encode"))?;
     let seq = s
+        .journal
         .ledger
         .append(draft)
         .await
-        .map_err(|e| journal_down(&e))?
+        .map_err(Error::from)?
         .seq;
     let (serial, not_after) = (rotated.serial.clone(), rotated.not_after);
-    s.tls.publish(rotated).await.map_err(|e| {
+    s.pki.tls.publish(rotated).await.map_err(|e| {
         tracing::error!(error = %format!("{e:#}"), "server certificate not published");
         ApiProblem(Problem::new(
             ProblemCode::Internal,
@@ -302,11 +297,14 @@ async fn rotate_tls(
 /// Signs a checkpoint of the journal now.
 async fn checkpoint(State(s): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, ApiProblem> {
     let note = s
+        .journal
         .ledger
         .checkpoint_now()
         .await
-        .map_err(|e| journal_down(&e))?;
-    Ok(Json(json!({"size": s.ledger.size(), "checkpoint": note})))
+        .map_err(Error::from)?;
+    Ok(Json(
+        json!({"size": s.journal.ledger.size(), "checkpoint": note}),
+    ))
 }
 
 /// Client side: `GET path` over the admin socket; returns the status and JSON body.

@@ -509,7 +509,7 @@ pub async fn authorize(
     permission: Permission,
     scope: &Scope,
     action: &Action<'_>,
-) -> Result<Decision, ApiProblem> {
+) -> Result<Decision, crate::error::Error> {
     let decision = decide(state, caller, permission, scope);
     if decision.allowed {
         return Ok(decision);
@@ -548,7 +548,7 @@ pub async fn authorize(
     });
     match draft {
         Ok(d) => {
-            if let Err(e) = state.ledger.append(d).await {
+            if let Err(e) = state.journal.ledger.append(d).await {
                 // The answer is a refusal either way; the failure is loud.
                 tracing::error!(error = %e, "could not journal an access denial");
             }
@@ -560,10 +560,10 @@ pub async fn authorize(
     } else {
         ProblemCode::PermissionDenied
     };
-    Err(ApiProblem(Problem::new(
+    Err(crate::error::Error::refused(
         code,
         format!("{} on {scope} denied: {reason}", permission.as_str()),
-    )))
+    ))
 }
 
 /// The decision without side effects (also used by `GET /v1/authz/check` and listings).

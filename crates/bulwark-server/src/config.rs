@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use bulwark_http::Limits;
 use serde::Deserialize;
+use zeroize::Zeroizing;
 
 /// Options of `bulwark serve`. Every option may also be set in the TOML file (same name,
 /// snake_case) or as `BULWARK_<NAME>`; flags win over the environment, which wins over the file.
@@ -105,9 +106,10 @@ pub struct ServeArgs {
     #[arg(long, env = "BULWARK_CHECKPOINT_INTERVAL_MS", value_name = "MS")]
     pub checkpoint_interval_ms: Option<u64>,
 
-    /// Serve journal entry bundles on the public API without authentication. For tests
-    /// only: entries reveal tenant metadata [default: false].
-    #[arg(long, env = "BULWARK_INSECURE_SERVE_ENTRY_BUNDLES", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    /// Serve journal entry bundles on the public API without authentication. A test hook:
+    /// refused unless the binary was built with the `test-hooks` feature (entries reveal
+    /// tenant metadata).
+    #[arg(long, env = "BULWARK_INSECURE_SERVE_ENTRY_BUNDLES", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL", hide = true)]
     pub insecure_serve_entry_bundles: Option<bool>,
 
     /// Interval of the readiness dependency checks, in ms [default: 1000].
@@ -197,6 +199,61 @@ pub struct Config {
     pub node_cert_ttl: Duration,
     /// Event streams per node.
     pub max_event_streams_per_node: usize,
+    /// The KEK given in `BULWARK_KEK`, if any.
+    pub kek: KekFromEnv,
+    /// Test hook: the event gate port left unwired (`BULWARK_TEST_UNWIRE_EVENT_PORT`,
+    /// read only in builds with the `test-hooks` feature).
+    pub unwired_event_port: Option<String>,
+}
+
+/// The KEK from `BULWARK_KEK` (standard base64 of 32 bytes). It is read from the
+/// environment only, never from a flag (argv is visible to every local user), and never
+/// printed.
+#[derive(Clone, Default)]
+pub struct KekFromEnv(Option<Zeroizing<String>>);
+
+impl KekFromEnv {
+    fn read() -> Self {
+        Self(
+            std::env::var("BULWARK_KEK")
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .map(Zeroizing::new),
+        )
+    }
+
+    /// The KEK, if one was given; an error if it does not decode.
+    pub fn take_kek(&self) -> anyhow::Result<Option<bulwark_crypto::Kek>> {
+        self.0
+            .as_ref()
+            .map(|v| {
+                bulwark_crypto::Kek::decode(v)
+                    .context("BULWARK_KEK is not a valid KEK (standard base64 of 32 bytes)")
+            })
+            .transpose()
+    }
+}
+
+impl std::fmt::Debug for KekFromEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "KekFromEnv(<set, redacted>)"
+        } else {
+            "KekFromEnv(<unset>)"
+        })
+    }
+}
+
+/// The gate port a test asks to leave unwired, in builds with the `test-hooks` feature.
+#[cfg(feature = "test-hooks")]
+fn unwired_event_port() -> Option<String> {
+    std::env::var("BULWARK_TEST_UNWIRE_EVENT_PORT").ok()
+}
+
+/// Production builds have no test hooks.
+#[cfg(not(feature = "test-hooks"))]
+fn unwired_event_port() -> Option<String> {
+    None
 }
 
 macro_rules! overlay {
@@ -300,7 +357,16 @@ impl ServeArgs {
             checkpoint_interval: self
                 .checkpoint_interval_ms
                 .map_or(Duration::from_secs(1), ms),
-            insecure_serve_entry_bundles: self.insecure_serve_entry_bundles.unwrap_or(false),
+            insecure_serve_entry_bundles: {
+                let on = self.insecure_serve_entry_bundles.unwrap_or(false);
+                anyhow::ensure!(
+                    !on || cfg!(feature = "test-hooks"),
+                    "insecure_serve_entry_bundles is a test hook: this binary was built without the `test-hooks` feature"
+                );
+                on
+            },
+            unwired_event_port: unwired_event_port(),
+            kek: KekFromEnv::read(),
             public_url: match self.public_url {
                 Some(u) => {
                     let u = u.trim_end_matches('/').to_owned();

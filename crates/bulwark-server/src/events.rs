@@ -467,7 +467,8 @@ impl NodePort for DirectoryPorts {
 }
 
 /// The gate with all five ports wired, except the one named by `unwired` (tests prove
-/// that a gate missing any port delivers nothing: `BULWARK_TEST_UNWIRE_EVENT_PORT`).
+/// that a gate missing any port delivers nothing: `BULWARK_TEST_UNWIRE_EVENT_PORT` in
+/// builds with the `test-hooks` feature).
 pub fn gate(
     view: &EventsView,
     directory: Arc<bulwark_directory::DirectoryView>,

@@ -10,12 +10,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bulwark_core::{Problem, ProblemCode};
 use bulwark_crypto::SigningKey;
-use bulwark_http::ApiProblem;
 
 use crate::AppState;
 use crate::authn::live_retired;
+use crate::error::Error;
 use crate::projections::{KeyCreated, KeyRetired};
 
 /// The key-view purpose of the token signing key.
@@ -28,28 +27,13 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-fn journal_down(e: &impl std::fmt::Display) -> ApiProblem {
-    tracing::error!(error = %e, "journal append failed during key rotation");
-    ApiProblem(
-        Problem::new(
-            ProblemCode::AuditUnavailable,
-            "the journal cannot append; the key was not rotated",
-        )
-        .retry_after(1),
-    )
-}
-
-fn internal(what: &str, e: &impl std::fmt::Display) -> ApiProblem {
-    tracing::error!(error = %e, what, "key rotation failed");
-    ApiProblem(Problem::new(
-        ProblemCode::Internal,
-        format!("{what} failed"),
-    ))
+fn internal(what: &str, e: &impl std::fmt::Display) -> Error {
+    Error::internal(format_args!("key rotation: {what}: {e}"))
 }
 
 /// Rotates the token signing key; answers with the (old, new) key ids.
-pub async fn rotate(state: &AppState, actor: &str) -> Result<(String, String), ApiProblem> {
-    let _seq = state.sequencer.lock().await;
+pub async fn rotate(state: &AppState, actor: &str) -> Result<(String, String), Error> {
+    let _seq = state.journal.sequencer.lock().await;
     let current = state.auth.keyset();
     let old = current.active();
     let new = SigningKey::generate().map_err(|e| internal("key generation", &e))?;
@@ -62,11 +46,12 @@ pub async fn rotate(state: &AppState, actor: &str) -> Result<(String, String), A
     .map_err(|e| internal("encoding", &e))?
     .actor(actor);
     state
+        .journal
         .ledger
         .append(retire)
         .await
-        .map_err(|e| journal_down(&e))?;
-    if let Some(dir) = &state.data_dir {
+        .map_err(Error::from)?;
+    if let Some(dir) = &state.runtime.data_dir {
         crate::fsutil::write_atomic(
             &dir.join(crate::keys::SIGNING_KEY),
             new.encode().as_bytes(),
@@ -84,11 +69,15 @@ pub async fn rotate(state: &AppState, actor: &str) -> Result<(String, String), A
     .map_err(|e| internal("encoding", &e))?
     .actor(actor);
     state
+        .journal
         .ledger
         .append(create)
         .await
-        .map_err(|e| journal_down(&e))?;
-    let retired = live_retired(&state.key_view.retired(PURPOSE, new.kid()), now_ms());
+        .map_err(Error::from)?;
+    let retired = live_retired(
+        &state.journal.key_view.retired(PURPOSE, new.kid()),
+        now_ms(),
+    );
     state
         .auth
         .install(&new, &retired)
@@ -109,10 +98,13 @@ pub fn spawn_pruner(state: Arc<AppState>) {
             tick.tick().await;
             // Under the sequencer: a rotation in flight must not be undone by a rebuild
             // from the set it is replacing.
-            let _seq = state.sequencer.lock().await;
+            let _seq = state.journal.sequencer.lock().await;
             let set = state.auth.keyset();
             let published = set.jwks()["keys"].as_array().map_or(0, Vec::len);
-            let live = live_retired(&state.key_view.retired(PURPOSE, set.active_kid()), now_ms());
+            let live = live_retired(
+                &state.journal.key_view.retired(PURPOSE, set.active_kid()),
+                now_ms(),
+            );
             if live.len() + 1 != published
                 && let Err(e) = state.auth.install(set.active(), &live)
             {

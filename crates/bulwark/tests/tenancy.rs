@@ -99,7 +99,7 @@ async fn cross_tenant_matrix_every_org_route_answers_403_and_nothing_else() {
     // The attacker's token works in its own org.
     assert_eq!(attacker.get("/v1/orgs/attacker").await.status, 200);
 
-    let table = bulwark_server::api::route_table();
+    let table = bulwark_server::http::route_table();
     let org_routes: Vec<_> = table.iter().filter(|r| r.path.contains("{org}")).collect();
     assert!(
         org_routes.len() >= 20,

@@ -129,7 +129,7 @@ async fn change(
         .filter(|t| t.org() == org.as_ref())
         .unwrap_or(home);
     ctx.authorize(s, caller, Permission::Grant, &target).await?;
-    let _seq = s.sequencer.lock().await;
+    let _seq = s.journal.sequencer.lock().await;
     let t = validate(s, org.as_ref(), &req)?;
     let held = s
         .directory

@@ -10,7 +10,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use bulwark_authz::Permission;
-use bulwark_core::{Problem, ProblemCode, Scope};
+use bulwark_core::Scope;
 use bulwark_http::ApiProblem;
 use bulwark_ledger::entry::Entry;
 use http::Method;
@@ -20,6 +20,7 @@ use serde_json::json;
 use super::{Ctx, Table, clamp_limit, name, not_found};
 use crate::AppState;
 use crate::authn::Caller;
+use crate::error::Error;
 
 /// Entries examined per request at most.
 const SCAN_BUDGET: u64 = 65_536;
@@ -52,10 +53,10 @@ async fn entries(
         return Err(not_found(&scope));
     }
     let limit = clamp_limit(q.limit);
-    let size = s.ledger.size();
+    let size = s.journal.ledger.size();
     let start = q.from.unwrap_or(0).min(size);
     let end = start.saturating_add(SCAN_BUDGET).min(size);
-    let ledger = s.ledger.clone();
+    let ledger = s.journal.ledger.clone();
     let want = org.to_string();
     let (found, next) = tokio::task::spawn_blocking(move || {
         let mut found: Vec<Entry> = Vec::new();
@@ -77,13 +78,8 @@ async fn entries(
         Ok::<_, bulwark_ledger::journal::StoreError>((found, at))
     })
     .await
-    .map_err(|_| ApiProblem(Problem::new(ProblemCode::Internal, "read task failed")))?
-    .map_err(|e| {
-        tracing::error!(error = %e, "reading org entries failed");
-        ApiProblem(
-            Problem::new(ProblemCode::AuditUnavailable, "journal store unavailable").retry_after(1),
-        )
-    })?;
+    .map_err(Error::internal)?
+    .map_err(Error::from)?;
     Ok(Json(json!({
         "org": org.to_string(),
         "entries": found,

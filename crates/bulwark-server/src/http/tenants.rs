@@ -98,7 +98,7 @@ async fn create(
         Scope::App(o, a) => Scope::Env(o.clone(), a.clone(), child),
         Scope::Env(..) => return Err(problem(ProblemCode::BadRequest, "envs have no children")),
     };
-    let _seq = state.sequencer.lock().await;
+    let _seq = state.journal.sequencer.lock().await;
     {
         let dir = state.directory.read();
         if !dir.exists(&parent) {
@@ -152,7 +152,7 @@ async fn set_disabled(
     let parent = scope.parent().unwrap_or(Scope::Instance);
     ctx.authorize(state, caller, Permission::Administer, &parent)
         .await?;
-    let _seq = state.sequencer.lock().await;
+    let _seq = state.journal.sequencer.lock().await;
     if !state.directory.read().exists(&scope) {
         return Err(not_found(&scope));
     }

@@ -76,7 +76,7 @@ async fn create(
         .await?;
     let req: CreateNode = body(&b)?;
     let node = name(&req.name)?;
-    let _seq = s.sequencer.lock().await;
+    let _seq = s.journal.sequencer.lock().await;
     {
         let dir = s.directory.read();
         if !dir.exists(&scope) {
@@ -143,7 +143,7 @@ async fn set_quarantine(
     ctx.authorize(s, caller, Permission::Administer, &scope)
         .await?;
     let node = name(node)?;
-    let _seq = s.sequencer.lock().await;
+    let _seq = s.journal.sequencer.lock().await;
     if s.directory
         .read()
         .node(org.as_str(), node.as_str())
@@ -254,7 +254,7 @@ async fn join_token(
         .map_err(|_| problem(ProblemCode::Internal, "random source failed"))?;
     let token = Zeroizing::new(format!("bwj_{}", bulwark_identity::jose::b64(raw.as_ref())));
     let expires_at = now_secs() + ttl;
-    let _seq = s.sequencer.lock().await;
+    let _seq = s.journal.sequencer.lock().await;
     if s.directory
         .read()
         .node(org.as_str(), node.as_str())
@@ -308,7 +308,7 @@ async fn enroll(
     let req: EnrollRequest = body(&b)?;
     let hash = hash_hex(&req.token);
     let now = now_secs();
-    let _seq = s.sequencer.lock().await;
+    let _seq = s.journal.sequencer.lock().await;
     let token = s
         .directory
         .read()
@@ -321,9 +321,9 @@ async fn enroll(
     if token.expires_at <= now {
         return Err(refused("join_token_expired"));
     }
-    let id = SpiffeId::new(&s.trust_domain, &token.org, Workload::Node, &token.node)
+    let id = SpiffeId::new(&s.pki.trust_domain, &token.org, Workload::Node, &token.node)
         .map_err(|_| problem(ProblemCode::Internal, "invalid SPIFFE id"))?;
-    let issued = super::certs::sign(&s, &req.csr, &id, Workload::Node, Some(s.node_cert_ttl))?;
+    let issued = super::certs::sign(&s, &req.csr, &id, Workload::Node, Some(s.pki.node_cert_ttl))?;
     let event = Event::NodeEnroll {
         org: token.org.clone(),
         node: token.node.clone(),
@@ -344,6 +344,6 @@ async fn enroll(
     )
     .await?;
     let mut v = issued.json(&s, &id, seq);
-    v["node_api"] = json!(s.node_api_url);
+    v["node_api"] = json!(s.pki.node_api_url);
     Ok(Json(v).into_response())
 }

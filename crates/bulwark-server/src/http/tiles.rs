@@ -22,6 +22,7 @@ use bulwark_ledger::verify::hex;
 use serde_json::json;
 
 use crate::AppState;
+use crate::error::Error;
 
 /// Who is asking: the public API or the local admin socket.
 #[derive(Clone)]
@@ -59,7 +60,7 @@ fn text(body: String, cache: &'static str) -> Response {
 }
 
 async fn checkpoint(State(s): State<AuditState>) -> Result<Response, ApiProblem> {
-    let note = s.app.ledger.latest_checkpoint().ok_or_else(|| {
+    let note = s.app.journal.ledger.latest_checkpoint().ok_or_else(|| {
         ApiProblem(Problem::new(ProblemCode::NotReady, "no checkpoint yet").retry_after(1))
     })?;
     Ok(text(note, "no-cache"))
@@ -67,7 +68,7 @@ async fn checkpoint(State(s): State<AuditState>) -> Result<Response, ApiProblem>
 
 async fn key(State(s): State<AuditState>) -> Response {
     text(
-        format!("{}\n", s.app.ledger.verifier().vkey()),
+        format!("{}\n", s.app.journal.ledger.verifier().vkey()),
         "max-age=3600",
     )
 }
@@ -90,6 +91,7 @@ async fn tile(
     let body = match t.level {
         Some(level) => s
             .app
+            .journal
             .ledger
             .with_tree(|tree| tiles::hash_tile(tree, level, t.index, t.width))
             .ok_or_else(|| internal("tree unavailable"))?
@@ -117,20 +119,14 @@ async fn tile(
             }
             let (from, to) = tiles::entry_range(t.index, t.width)
                 .ok_or_else(|| not_found("tile not in the tree"))?;
-            if to > s.app.ledger.size() {
+            if to > s.app.journal.ledger.size() {
                 return Err(not_found("tile not in the tree").into());
             }
-            let ledger = s.app.ledger.clone();
+            let ledger = s.app.journal.ledger.clone();
             let entries = tokio::task::spawn_blocking(move || ledger.read_entries(from, to))
                 .await
                 .map_err(|_| internal("read task failed"))?
-                .map_err(|e| {
-                    tracing::error!(error = %e, "reading entry bundle failed");
-                    ApiProblem(
-                        Problem::new(ProblemCode::AuditUnavailable, "journal store unavailable")
-                            .retry_after(1),
-                    )
-                })?;
+                .map_err(Error::from)?;
             tiles::bundle(entries.iter().map(|e| e.body.as_slice()))
                 .ok_or_else(|| internal("entry too large for a bundle"))?
         }
@@ -149,8 +145,7 @@ async fn tile(
 }
 
 fn internal(why: &str) -> ApiProblem {
-    tracing::error!(why, "audit API internal error");
-    ApiProblem(Problem::new(ProblemCode::Internal, "internal error"))
+    Error::internal(format_args!("audit API: {why}")).into()
 }
 
 /// Parses `a=1&b=2` (our parameters are integers: no percent-decoding needed).
@@ -186,6 +181,7 @@ async fn inclusion(
     let (index, size) = (param(&q, "index")?, param(&q, "size")?);
     let (leaf, root, proof) = s
         .app
+        .journal
         .ledger
         .with_tree(|t| -> Result<_, ApiProblem> {
             let proof = t.inclusion_proof(index, size).map_err(bad_range)?;
@@ -214,6 +210,7 @@ async fn consistency(
     let (from, to) = (param(&q, "from")?, param(&q, "to")?);
     let (from_root, to_root, proof) = s
         .app
+        .journal
         .ledger
         .with_tree(|t| -> Result<_, ApiProblem> {
             let proof = t.consistency_proof(from, to).map_err(bad_range)?;

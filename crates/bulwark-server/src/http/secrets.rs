@@ -41,6 +41,7 @@ use bulwark_http::no_store;
 
 use crate::AppState;
 use crate::authn::Caller;
+use crate::error::Error;
 
 /// The stored envelopes, loaded at start-up and kept in step with the store: reads never
 /// touch the disk. They hold only ciphertext.
@@ -170,16 +171,6 @@ fn coordinates(key: &SecretKey, version: u64) -> Coordinates<'_> {
     }
 }
 
-fn journal_down() -> ApiProblem {
-    ApiProblem(
-        Problem::new(
-            ProblemCode::AuditUnavailable,
-            "the journal cannot record this; nothing was returned or changed",
-        )
-        .retry_after(1),
-    )
-}
-
 fn meta_json(m: &VersionMeta) -> serde_json::Value {
     json!({
         "version": m.version,
@@ -214,7 +205,8 @@ async fn list(
     }
     let limit = clamp_limit(q.limit);
     let page = s
-        .secrets_view
+        .secrets
+        .view
         .list(&org, &app, &env, q.after.as_deref(), limit + 1);
     let more = page.len() > limit;
     let items: Vec<serde_json::Value> = page
@@ -265,16 +257,16 @@ async fn put_secret(
             "secret values are at most 64 KiB",
         ));
     }
-    let _seq = s.sequencer.lock().await;
+    let _seq = s.journal.sequencer.lock().await;
     if !s.directory.read().exists(&scope) {
         return Err(not_found(&scope));
     }
     // After an uncertain append failure the view may lag the journal: numbering a new
     // version from it could reuse one. Writes wait until the journal is healthy again.
-    if !s.ledger.is_healthy() {
-        return Err(journal_down());
+    if !s.journal.ledger.is_healthy() {
+        return Err(Error::JournalUnavailable("the journal is not healthy".into()).into());
     }
-    let version = s.secrets_view.latest(&key).map_or(1, |m| m.version + 1);
+    let version = s.secrets.view.latest(&key).map_or(1, |m| m.version + 1);
     let seq = write_version(&s, &ctx, &caller, &scope, &key, version, &value, None).await?;
     super::events::secrets_changed(&s, &scope, &key.name);
     Ok((
@@ -297,7 +289,7 @@ async fn write_version(
     value: &[u8],
     restored_from: Option<u64>,
 ) -> Result<u64, ApiProblem> {
-    let sealed = envelope::seal(&s.kek, &coordinates(key, version), value)
+    let sealed = envelope::seal(&s.secrets.kek, &coordinates(key, version), value)
         .map_err(|e| problem(ProblemCode::Internal, e.to_string()))?;
     let row = SecretRow {
         org: key.org.clone(),
@@ -321,13 +313,13 @@ async fn write_version(
     };
     // In the cache before the journal makes the version readable (the view decides what
     // is readable; a read must never find a live version without its row).
-    s.secret_cache.insert(key.clone(), version, sealed);
+    s.secrets.cache.insert(key.clone(), version, sealed);
     append(s, ctx, caller, &event).await
 }
 
 /// Stores a new version's row durably (never overwriting one).
 async fn store_new(s: &AppState, row: SecretRow) -> Result<(), ApiProblem> {
-    let blobs = s.secret_blobs.clone();
+    let blobs = s.secrets.blobs.clone();
     tokio::task::spawn_blocking(move || blobs.put_new(&row))
         .await
         .map_err(|_| problem(ProblemCode::Internal, "store task failed"))?
@@ -351,10 +343,12 @@ async fn append(
             ctx.corr.as_ref().map(RequestId::as_str),
         )
         .map_err(|_| problem(ProblemCode::Internal, "event does not encode"))?;
-    s.ledger.append(draft).await.map(|a| a.seq).map_err(|e| {
-        tracing::error!(error = %e, "journal append failed");
-        journal_down()
-    })
+    s.journal
+        .ledger
+        .append(draft)
+        .await
+        .map(|a| a.seq)
+        .map_err(|e| Error::from(e).into())
 }
 
 #[derive(Deserialize)]
@@ -381,7 +375,8 @@ fn readable(
     version: Option<u64>,
 ) -> Result<VersionMeta, ApiProblem> {
     let versions = s
-        .secrets_view
+        .secrets
+        .view
         .versions(key)
         .ok_or_else(|| not_found(format!("secret `{}`", key.name)))?;
     let latest = versions
@@ -415,7 +410,7 @@ async fn read(
     let scope = env_scope(&org, &app, &env)?;
     // Rate limits come after authentication and before authorization (DESIGN.md order).
     if let bulwark_authz::Subject::Node(node) = &caller.subject
-        && let Err(secs) = s.node_reads.check(&node.to_string())
+        && let Err(secs) = s.secrets.node_reads.check(&node.to_string())
     {
         return Err(ApiProblem(
             Problem::new(
@@ -431,7 +426,7 @@ async fn read(
         .org
         .as_ref()
         .map_or_else(|| "(instance)".to_owned(), ToString::to_string);
-    if let Err(secs) = s.org_reads.check(&bucket) {
+    if let Err(secs) = s.secrets.org_reads.check(&bucket) {
         return Err(ApiProblem(
             Problem::new(
                 ProblemCode::PerOrgRateLimited,
@@ -479,7 +474,7 @@ pub(crate) async fn read_value(
 
     // The stored row as of the decision (a destroy racing this read removes it from the
     // cache; the snapshot keeps the check below honest either way).
-    let snapshot = s.secret_cache.get(key, meta.version);
+    let snapshot = s.secrets.cache.get(key, meta.version);
     // Journal the read before a byte is decrypted.
     let record = |kind_action: &str, outcome: Outcome, why: Option<&str>| {
         let mut d = Draft::new(
@@ -503,13 +498,11 @@ pub(crate) async fn read_value(
     let draft = record("secret.read", Outcome::Ok, None)
         .map_err(|_| problem(ProblemCode::Internal, "entry does not encode"))?;
     let seq = s
+        .journal
         .ledger
         .append(draft)
         .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "journal append failed: secret read refused");
-            journal_down()
-        })?
+        .map_err(Error::from)?
         .seq;
 
     // Still live after the read was recorded? A destroy or delete journaled in between
@@ -528,7 +521,7 @@ pub(crate) async fn read_value(
             if meta.digest.as_deref() != Some(digest(&sealed).as_str()) {
                 Err("digest")
             } else {
-                envelope::open(&s.kek, &coordinates(key, meta.version), &sealed)
+                envelope::open(&s.secrets.kek, &coordinates(key, meta.version), &sealed)
                     .map_err(|_| "decrypt")
             }
         }
@@ -543,7 +536,7 @@ pub(crate) async fn read_value(
                 "secret integrity failure"
             );
             if let Ok(d) = record("secret.integrity_fail", Outcome::Error, Some(why))
-                && let Err(e) = s.ledger.append(d).await
+                && let Err(e) = s.journal.ledger.append(d).await
             {
                 tracing::error!(error = %e, "could not journal an integrity failure");
             }
@@ -605,7 +598,8 @@ async fn metadata(
     ctx.authorize(&s, &caller, Permission::View, &scope).await?;
     let key = secret_key(&scope, &secret)?;
     let versions = s
-        .secrets_view
+        .secrets
+        .view
         .versions(&key)
         .ok_or_else(|| not_found(format!("secret `{}`", key.name)))?;
     let v: Vec<serde_json::Value> = versions.iter().map(meta_json).collect();
@@ -622,9 +616,10 @@ async fn delete(
     ctx.authorize(&s, &caller, Permission::WriteSecret, &scope)
         .await?;
     let key = secret_key(&scope, &secret)?;
-    let _seq = s.sequencer.lock().await;
+    let _seq = s.journal.sequencer.lock().await;
     let latest = s
-        .secrets_view
+        .secrets
+        .view
         .latest(&key)
         .filter(|m| m.state != VersionState::Tombstone)
         .ok_or_else(|| not_found(format!("secret `{}`", key.name)))?;
@@ -657,12 +652,13 @@ async fn restore(
     ctx.authorize(&s, &caller, Permission::WriteSecret, &scope)
         .await?;
     let key = secret_key(&scope, &secret)?;
-    let _seq = s.sequencer.lock().await;
-    if !s.ledger.is_healthy() {
-        return Err(journal_down());
+    let _seq = s.journal.sequencer.lock().await;
+    if !s.journal.ledger.is_healthy() {
+        return Err(Error::JournalUnavailable("the journal is not healthy".into()).into());
     }
     let versions = s
-        .secrets_view
+        .secrets
+        .view
         .versions(&key)
         .ok_or_else(|| not_found(format!("secret `{}`", key.name)))?;
     let old = versions
@@ -672,10 +668,11 @@ async fn restore(
         .ok_or_else(|| not_found(format!("live version {version} of `{}`", key.name)))?;
     let next = versions.last().map_or(1, |m| m.version + 1);
     let value = s
-        .secret_cache
+        .secrets
+        .cache
         .get(&key, old.version)
         .filter(|e| old.digest.as_deref() == Some(digest(e).as_str()))
-        .and_then(|e| envelope::open(&s.kek, &coordinates(&key, old.version), &e).ok())
+        .and_then(|e| envelope::open(&s.secrets.kek, &coordinates(&key, old.version), &e).ok())
         .ok_or_else(|| {
             metrics::counter!(bulwark_http::metrics::INTEGRITY_FAIL_TOTAL).increment(1);
             tracing::error!(
@@ -716,9 +713,10 @@ async fn destroy(
     ctx.authorize(&s, &caller, Permission::WriteSecret, &scope)
         .await?;
     let key = secret_key(&scope, &secret)?;
-    let _seq = s.sequencer.lock().await;
+    let _seq = s.journal.sequencer.lock().await;
     let found = s
-        .secrets_view
+        .secrets
+        .view
         .versions(&key)
         .and_then(|vs| vs.into_iter().find(|m| m.version == version))
         .filter(|m| m.state == VersionState::Live)
@@ -735,8 +733,8 @@ async fn destroy(
         },
     )
     .await?;
-    s.secret_cache.remove(&key, version);
-    let blobs = s.secret_blobs.clone();
+    s.secrets.cache.remove(&key, version);
+    let blobs = s.secrets.blobs.clone();
     let k = key.clone();
     let shred = tokio::task::spawn_blocking(move || {
         blobs.destroy(&k.org, &k.app, &k.env, &k.name, version)

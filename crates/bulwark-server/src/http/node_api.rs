@@ -70,7 +70,7 @@ impl FromRequestParts<Arc<AppState>> for NodeCaller {
         let [id] = ids.as_slice() else {
             return Err(refuse("node_cert_no_spiffe_id"));
         };
-        let (org, node) = match bulwark_pki::ca::SpiffeId::parse(&s.trust_domain, id) {
+        let (org, node) = match bulwark_pki::ca::SpiffeId::parse(&s.pki.trust_domain, id) {
             Some((org, bulwark_pki::ca::Workload::Node, node)) => (org, node),
             Some(_) => return Err(refuse("node_cert_not_a_node")),
             None => return Err(refuse("node_cert_foreign_trust_domain")),
@@ -86,7 +86,7 @@ impl FromRequestParts<Arc<AppState>> for NodeCaller {
         }
         // The handshake's judge, once more: a revocation or quarantine that landed since
         // is refused here even before the connection is closed.
-        match s.peer_judge.judge_parsed(&serial, &ids) {
+        match s.pki.peer_judge.judge_parsed(&serial, &ids) {
             Ok(()) => {}
             Err("node_quarantined") => {
                 crate::authn::count_failure("node_quarantined");
@@ -125,7 +125,7 @@ async fn events_stream(
     if id != who.node {
         return Err(mismatch(&s, &who, &id, corr).await);
     }
-    s.event_gate.provisioned().map_err(|m| {
+    s.events.gate.provisioned().map_err(|m| {
         ApiProblem(Problem::new(
             ProblemCode::SignedEventBusNotProvisioned,
             m.to_string(),
@@ -149,7 +149,7 @@ async fn events_stream(
     let key = crate::events::node_key(&who.org, &who.node);
     // Subscribe before reading the backlog: nothing published in between is lost, and
     // anything seen twice is dropped by its seq below.
-    let rx = s.event_bus.subscribe(&key).ok_or_else(|| {
+    let rx = s.events.bus.subscribe(&key).ok_or_else(|| {
         ApiProblem(
             Problem::new(
                 ProblemCode::TooBusy,
@@ -161,7 +161,7 @@ async fn events_stream(
     let backlog = match cursor {
         None => Vec::new(),
         Some(n) => {
-            let (v, complete) = s.events_view.after(&key, n);
+            let (v, complete) = s.events.view.after(&key, n);
             if !complete {
                 tracing::warn!(
                     node = key.as_str(),
@@ -214,7 +214,7 @@ async fn event_keys(
     if id != who.node {
         return Err(mismatch(&s, &who, &id, corr).await);
     }
-    let ring = s.events_view.rings().get(&who.org).unwrap_or_default();
+    let ring = s.events.view.rings().get(&who.org).unwrap_or_default();
     let keys: Vec<&bulwark_events::PublishedKey> = ring.keys().collect();
     Ok(axum::response::IntoResponse::into_response(axum::Json(
         serde_json::json!({"org": who.org, "keys": keys}),
@@ -241,7 +241,7 @@ async fn renew(
     if id != who.node {
         return Err(mismatch(&s, &who, &id, corr).await);
     }
-    if let Err(secs) = s.node_reads.check(&who.subject.to_string()) {
+    if let Err(secs) = s.secrets.node_reads.check(&who.subject.to_string()) {
         return Err(ApiProblem(
             Problem::new(
                 ProblemCode::PerNodeRateLimited,
@@ -257,7 +257,7 @@ async fn renew(
         ))
     })?;
     let spiffe = bulwark_pki::ca::SpiffeId::new(
-        &s.trust_domain,
+        &s.pki.trust_domain,
         &who.org,
         bulwark_pki::ca::Workload::Node,
         &who.node,
@@ -268,7 +268,7 @@ async fn renew(
         &req.csr,
         &spiffe,
         bulwark_pki::ca::Workload::Node,
-        Some(s.node_cert_ttl),
+        Some(s.pki.node_cert_ttl),
     )?;
     let event = bulwark_directory::Event::CertIssue {
         org: who.org.clone(),
@@ -282,7 +282,7 @@ async fn renew(
     // Each certificate renews once, and not once revoked: a thief renewing a stolen
     // certificate locks the node out of renewing it (a signal), and revoking the stolen
     // one revokes the renewals made from it.
-    let _seq = s.sequencer.lock().await;
+    let _seq = s.journal.sequencer.lock().await;
     {
         let dir = s.directory.read();
         if dir.cert_revoked(&who.serial) {
@@ -352,7 +352,7 @@ async fn journal_denial(
         d = d.corr_id(c.as_str());
     }
     if let Ok(d) = d.data(&DenialData { reason })
-        && let Err(e) = s.ledger.append(d).await
+        && let Err(e) = s.journal.ledger.append(d).await
     {
         tracing::error!(error = %e, "could not journal a node denial");
     }
@@ -375,7 +375,7 @@ async fn bound_env(
     if id != who.node {
         return Err(mismatch(s, who, id, corr).await);
     }
-    if let Err(secs) = s.node_reads.check(&who.subject.to_string()) {
+    if let Err(secs) = s.secrets.node_reads.check(&who.subject.to_string()) {
         return Err(ApiProblem(
             Problem::new(
                 ProblemCode::PerNodeRateLimited,
@@ -384,7 +384,7 @@ async fn bound_env(
             .retry_after(secs),
         ));
     }
-    if let Err(secs) = s.org_reads.check(&who.org) {
+    if let Err(secs) = s.secrets.org_reads.check(&who.org) {
         return Err(ApiProblem(
             Problem::new(
                 ProblemCode::PerOrgRateLimited,
@@ -475,7 +475,7 @@ async fn read_env(
 ) -> Result<Response, ApiProblem> {
     let corr = parts.extensions.get::<RequestId>();
     let env = bound_env(&s, &who, &id, corr).await?;
-    let listed = s.secrets_view.list(
+    let listed = s.secrets.view.list(
         &env.org,
         &env.app,
         &env.env,

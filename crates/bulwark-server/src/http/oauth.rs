@@ -17,9 +17,8 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
-use bulwark_core::{Name, Problem, ProblemCode, RequestId, Scope};
+use bulwark_core::{Name, RequestId, Scope};
 use bulwark_directory::{Binding, Event, PrincipalKind};
-use bulwark_http::ApiProblem;
 use bulwark_identity::jose::{b64, now_secs};
 use bulwark_identity::token::{AccessClaims, Audience, Confirmation};
 use bulwark_identity::{Refusal, assertion, client_secret, dpop};
@@ -34,6 +33,7 @@ use bulwark_http::no_store;
 
 use crate::AppState;
 use crate::authn::{DPOP_ALGS, client_cert_thumbprint, count_failure, dpop_header, request_url};
+use crate::error::Error;
 
 /// Every scope a token may carry.
 pub const SCOPES: [&str; 8] = [
@@ -492,12 +492,8 @@ async fn token(
             exp: claims.exp,
         })
         .map_err(|_| internal())?;
-    if state.ledger.append(draft).await.is_err() {
-        return Err(ApiProblem(Problem::new(
-            ProblemCode::AuditUnavailable,
-            "the journal cannot record the issuance; no token was issued",
-        ))
-        .into_response());
+    if let Err(e) = state.journal.ledger.append(draft).await {
+        return Err(Error::from(e).into());
     }
     let mut resp = Json(json!({
         "access_token": access_token.as_str(),
@@ -514,7 +510,7 @@ async fn token(
 }
 
 fn internal() -> Response {
-    ApiProblem(Problem::new(ProblemCode::Internal, "see the server log")).into_response()
+    Error::internal("token endpoint").into()
 }
 
 /// Whether `client` may see or revoke a token of `claims`: its own tokens; for
@@ -630,12 +626,8 @@ async fn revoke(
                 corr,
             )
             .map_err(|_| internal())?;
-        if state.ledger.append(draft).await.is_err() {
-            return Err(ApiProblem(Problem::new(
-                ProblemCode::AuditUnavailable,
-                "the journal cannot record the revocation; try again",
-            ))
-            .into_response());
+        if let Err(e) = state.journal.ledger.append(draft).await {
+            return Err(Error::from(e).into());
         }
     }
     Ok(no_store(StatusCode::OK.into_response()))

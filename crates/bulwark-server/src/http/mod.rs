@@ -10,12 +10,15 @@
 mod audit;
 pub mod certs;
 pub mod events;
+pub mod health;
 pub mod node_api;
 pub mod nodes;
+pub mod oauth;
 pub(crate) mod principals;
 mod relations;
 pub mod secrets;
 mod tenants;
+pub mod tiles;
 
 use std::sync::Arc;
 
@@ -31,7 +34,8 @@ use http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use crate::AppState;
-use crate::authn::{Action, Caller, authorize};
+use crate::authn::Caller;
+use crate::ops;
 
 /// A route as the table records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +113,16 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
 }
 
 impl Ctx {
+    /// The operation request for `caller` on this HTTP request.
+    pub fn op<'a>(&'a self, caller: &'a Caller) -> ops::Request<'a> {
+        ops::Request {
+            caller,
+            method: self.method.as_str(),
+            route: &self.route,
+            corr: self.corr.as_ref(),
+        }
+    }
+
     /// Authorizes `caller` for `permission` on `scope` (journaling a denial).
     async fn authorize(
         &self,
@@ -117,18 +131,10 @@ impl Ctx {
         permission: Permission,
         scope: &Scope,
     ) -> Result<(), ApiProblem> {
-        let action = Action {
-            method: self.method.as_str(),
-            route: &self.route,
-            corr_id: self.corr.as_ref(),
-        };
-        authorize(state, caller, permission, scope, &action)
-            .await
-            .map(|_| ())
+        Ok(self.op(caller).authorize(state, permission, scope).await?)
     }
 
-    /// Decides again, under the sequencer, what was authorized before it (see
-    /// [`still_allowed`]).
+    /// See [`ops::Request::recheck`].
     fn recheck(
         &self,
         state: &AppState,
@@ -136,13 +142,10 @@ impl Ctx {
         permission: Permission,
         scope: &Scope,
     ) -> Result<(), ApiProblem> {
-        still_allowed(state, caller, permission, scope)
+        Ok(self.op(caller).recheck(state, permission, scope)?)
     }
 
-    /// Appends `event` by `caller`; answers with its seq once durable. Called under the
-    /// sequencer: `granted` (the permission and scope the handler authorized) is decided
-    /// again here, so a relation revoked or a principal deleted while the request waited
-    /// cannot slip a change in after its revocation.
+    /// See [`ops::Request::commit`].
     async fn commit(
         &self,
         state: &AppState,
@@ -151,22 +154,10 @@ impl Ctx {
         org: Option<&Name>,
         event: &Event,
     ) -> Result<u64, ApiProblem> {
-        still_allowed(state, caller, granted.0, granted.1)?;
-        append_event(
-            state,
-            event,
-            &caller.subject.to_string(),
-            org,
-            self.corr.as_ref().map(RequestId::as_str),
-        )
-        .await
+        Ok(self.op(caller).commit(state, granted, org, event).await?)
     }
-}
 
-impl Ctx {
-    /// As [`Ctx::commit`] minus the wait: queues `event` in order (call under the
-    /// sequencer, after [`Ctx::recheck`]) and returns what resolves once it is durable
-    /// (see [`durable_seq`]).
+    /// See [`ops::Request::enqueue`].
     fn enqueue(
         &self,
         state: &AppState,
@@ -178,17 +169,7 @@ impl Ctx {
         + use<>,
         ApiProblem,
     > {
-        let draft = event
-            .draft(
-                &caller.subject.to_string(),
-                org.map(Name::as_str),
-                self.corr.as_ref().map(RequestId::as_str),
-            )
-            .map_err(|e| {
-                tracing::error!(error = %e, "event does not encode");
-                problem(ProblemCode::Internal, "internal error")
-            })?;
-        state.ledger.enqueue(draft).map_err(|e| journal_failed(&e))
+        Ok(self.op(caller).enqueue(state, org, event)?)
     }
 }
 
@@ -198,45 +179,7 @@ async fn durable_seq(
         Output = Result<bulwark_ledger::Appended, bulwark_ledger::AppendError>,
     >,
 ) -> Result<u64, ApiProblem> {
-    durable.await.map(|a| a.seq).map_err(|e| journal_failed(&e))
-}
-
-pub(crate) fn journal_failed(e: &bulwark_ledger::AppendError) -> ApiProblem {
-    tracing::error!(error = %e, "journal append failed");
-    ApiProblem(
-        Problem::new(
-            ProblemCode::AuditUnavailable,
-            "the journal cannot append; nothing was changed",
-        )
-        .retry_after(1),
-    )
-}
-
-/// Re-decides, under the sequencer, what was authorized before it: the caller's token is
-/// still good (not revoked, principal not deleted or revoked since) and the decision still
-/// allows.
-fn still_allowed(
-    state: &AppState,
-    caller: &Caller,
-    permission: Permission,
-    scope: &Scope,
-) -> Result<(), ApiProblem> {
-    let standing = {
-        let dir = state.directory.read();
-        !dir.is_revoked(&caller.claims.jti)
-            && dir
-                .principal(&caller.principal)
-                .is_some_and(|p| caller.claims.iat >= p.not_before)
-    };
-    let decision = crate::authn::decide(state, caller, permission, scope);
-    if standing && decision.allowed {
-        Ok(())
-    } else {
-        Err(problem(
-            ProblemCode::PermissionDenied,
-            "the caller's rights changed while the request waited; nothing was changed",
-        ))
-    }
+    Ok(ops::durable_seq(durable).await?)
 }
 
 /// Appends a directory event; its seq once durable, 503 `audit_unavailable` otherwise.
@@ -247,18 +190,7 @@ pub(crate) async fn append_event(
     org: Option<&Name>,
     corr: Option<&str>,
 ) -> Result<u64, ApiProblem> {
-    let draft = event
-        .draft(actor, org.map(Name::as_str), corr)
-        .map_err(|e| {
-            tracing::error!(error = %e, "event does not encode");
-            problem(ProblemCode::Internal, "internal error")
-        })?;
-    state
-        .ledger
-        .append(draft)
-        .await
-        .map(|a| a.seq)
-        .map_err(|e| journal_failed(&e))
+    Ok(ops::append_event(state, event, actor, org, corr).await?)
 }
 
 fn problem(code: ProblemCode, detail: impl Into<String>) -> ApiProblem {

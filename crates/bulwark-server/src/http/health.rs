@@ -39,7 +39,7 @@ async fn healthz() -> Response {
 }
 
 async fn readyz(State(s): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, ApiProblem> {
-    match s.readiness.status() {
+    match s.runtime.readiness.status() {
         Ok(()) => Ok(Json(json!({"status": "ready"}))),
         Err(reasons) => Err(ApiProblem(
             Problem::new(ProblemCode::NotReady, reasons.join("; ")).retry_after(1),
@@ -57,7 +57,7 @@ async fn metrics(State(s): State<Arc<AppState>>) -> Response {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         )],
-        s.metrics.render(),
+        s.runtime.metrics.render(),
     )
         .into_response()
 }

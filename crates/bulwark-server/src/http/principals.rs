@@ -192,7 +192,7 @@ async fn create_principal(
         jwk: c.jwk,
     };
     let scope = scope_of(org);
-    let _seq = state.sequencer.lock().await;
+    let _seq = state.journal.sequencer.lock().await;
     if !state.directory.read().exists(&scope) {
         return Err(not_found(&scope));
     }
@@ -282,7 +282,7 @@ async fn delete(
 ) -> Result<Response, ApiProblem> {
     ctx.authorize(s, caller, Permission::Administer, &scope_of(org.as_ref()))
         .await?;
-    let _seq = s.sequencer.lock().await;
+    let _seq = s.journal.sequencer.lock().await;
     let p = find(s, org.as_ref(), id)?;
     if p.id == caller.principal {
         return Err(problem(
@@ -319,7 +319,7 @@ async fn rotate(
         ));
     }
     let issued = issue_credential().await?;
-    let _seq = s.sequencer.lock().await;
+    let _seq = s.journal.sequencer.lock().await;
     find(s, org.as_ref(), id)?;
     let seq = ctx
         .commit(
@@ -350,7 +350,7 @@ async fn revoke_tokens(
 ) -> Result<Response, ApiProblem> {
     ctx.authorize(s, caller, Permission::Administer, &scope_of(org.as_ref()))
         .await?;
-    let _seq = s.sequencer.lock().await;
+    let _seq = s.journal.sequencer.lock().await;
     let p = find(s, org.as_ref(), id)?;
     // Tokens minted in the current second are revoked too (iat has second resolution).
     let not_before = bulwark_identity::jose::now_secs() + 1;
@@ -380,7 +380,7 @@ async fn set_binding(
     ctx.authorize(s, caller, Permission::Administer, &scope_of(org.as_ref()))
         .await?;
     let req: SetBinding = body(b)?;
-    let _seq = s.sequencer.lock().await;
+    let _seq = s.journal.sequencer.lock().await;
     let p = find(s, org.as_ref(), id)?;
     if p.kind != PrincipalKind::Service {
         return Err(problem(
@@ -531,7 +531,7 @@ pub(crate) async fn bootstrap(
     actor: &str,
 ) -> Result<(String, zeroize::Zeroizing<String>, u64), ApiProblem> {
     let issued = issue_credential().await?;
-    let _seq = state.sequencer.lock().await;
+    let _seq = state.journal.sequencer.lock().await;
     let already = {
         let dir = state.directory.read();
         dir.principals_in(None).iter().any(|p| {

@@ -66,8 +66,8 @@ impl Signed {
         json!({
             "spiffe_id": id.to_string(),
             "serial": self.serial,
-            "certificate": format!("{}{}", self.leaf_pem, s.intermediate.cert_pem),
-            "ca": s.ca_cert_pem,
+            "certificate": format!("{}{}", self.leaf_pem, s.pki.intermediate.cert_pem),
+            "ca": s.pki.ca_cert_pem,
             "not_after": self.not_after,
             "seq": seq,
         })
@@ -88,6 +88,7 @@ pub(crate) fn sign(
     ttl: Option<Duration>,
 ) -> Result<Signed, ApiProblem> {
     let leaf = s
+        .pki
         .leaf_signer
         .sign_csr(csr_pem, id, kind, ttl, OffsetDateTime::now_utc())
         .map_err(|e| problem(ProblemCode::BadRequest, format!("the CSR was refused: {e}")))?;
@@ -123,7 +124,7 @@ async fn issue(
         return Err(not_found(&scope));
     }
     let id = SpiffeId::new(
-        &s.trust_domain,
+        &s.pki.trust_domain,
         org.as_str(),
         Workload::Service,
         &req.service,
@@ -152,7 +153,7 @@ async fn issue(
     // Re-decided and queued in order under the sequencer; durability is awaited outside
     // it, so that concurrent issuances share one group commit.
     let durable = {
-        let _seq = s.sequencer.lock().await;
+        let _seq = s.journal.sequencer.lock().await;
         ctx.recheck(&s, &caller, Permission::IssueCertificate, &scope)?;
         ctx.enqueue(&s, &caller, Some(&org), &event)?
     };
@@ -219,7 +220,7 @@ async fn revoke(
             "a serial is lower-case hex",
         ));
     }
-    let _seq = s.sequencer.lock().await;
+    let _seq = s.journal.sequencer.lock().await;
     let revoked_at = match s.directory.read().cert(&serial) {
         Some(c) if c.org == org.as_str() => c.revoked_at,
         // Another org's serial is as unknown as a made-up one.
@@ -266,15 +267,16 @@ fn revoked_list(s: &AppState, now: i64) -> Vec<bulwark_pki::crl::Revoked> {
 /// size when it was made (so numbers only grow).
 async fn crl(State(s): State<Arc<AppState>>) -> Result<Response, ApiProblem> {
     let now = now_secs();
-    let epoch = *s.peer_epoch.borrow();
+    let epoch = *s.pki.peer_epoch.borrow();
     let der = s
+        .pki
         .crl
         .get_or_make(epoch, now, || {
             bulwark_pki::crl::sign_crl(
-                &s.intermediate.cert_pem,
-                &s.intermediate.key_pem,
+                &s.pki.intermediate.cert_pem,
+                &s.pki.intermediate.key_pem,
                 &revoked_list(&s, now),
-                s.ledger.size(),
+                s.journal.ledger.size(),
                 OffsetDateTime::now_utc(),
                 crate::pki::CRL_VALIDITY,
             )
@@ -322,7 +324,7 @@ async fn ca_chain(State(s): State<Arc<AppState>>) -> Response {
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static("application/pem-certificate-chain"),
         )],
-        format!("{}{}", s.intermediate.cert_pem, s.ca_cert_pem),
+        format!("{}{}", s.pki.intermediate.cert_pem, s.pki.ca_cert_pem),
     )
         .into_response()
 }

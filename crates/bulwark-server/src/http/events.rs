@@ -22,6 +22,7 @@ use serde_json::json;
 use super::{Ctx, Table, body, body_or_default, name, not_found, problem};
 use crate::AppState;
 use crate::authn::Caller;
+use crate::error::Error;
 use crate::events::{KEY_TRANSITION_SECS, KeyEntry, PublishEntry, Published, node_key};
 
 pub(super) fn routes(t: Table) -> Table {
@@ -72,7 +73,7 @@ async fn new_org_key(
     actor: &str,
     transition: i64,
 ) -> Result<bulwark_crypto::SigningKey, ApiProblem> {
-    let key = s.event_keys.create(org, transition > 0).map_err(|e| {
+    let key = s.events.keys.create(org, transition > 0).map_err(|e| {
         tracing::error!(error = %format!("{e:#}"), "cannot store an org event key");
         problem(ProblemCode::Internal, "cannot store the org's event key")
     })?;
@@ -86,10 +87,10 @@ async fn new_org_key(
             previous_until: now_secs() + transition,
         })
         .map_err(|_| problem(ProblemCode::Internal, "cannot encode"))?;
-    if let Err(e) = s.ledger.append(draft).await {
+    if let Err(e) = s.journal.ledger.append(draft).await {
         // Not journaled, so no ring knows it: it must not sign anything.
-        s.event_keys.forget(org, key.kid());
-        return Err(super::journal_failed(&e));
+        s.events.keys.forget(org, key.kid());
+        return Err(Error::from(e).into());
     }
     Ok(key)
 }
@@ -105,7 +106,7 @@ pub async fn publish(
     payload: serde_json::Value,
     actor: &str,
 ) -> Result<u64, ApiProblem> {
-    let _seq = s.sequencer.lock().await;
+    let _seq = s.journal.sequencer.lock().await;
     publish_locked(s, org, node, kind, payload, actor).await
 }
 
@@ -122,7 +123,7 @@ pub(crate) async fn publish_locked(
     payload: serde_json::Value,
     actor: &str,
 ) -> Result<u64, ApiProblem> {
-    let key = match s.event_keys.current(org) {
+    let key = match s.events.keys.current(org) {
         Some(k) => k,
         None => new_org_key(s, org, actor, KEY_TRANSITION_SECS).await?,
     };
@@ -144,7 +145,7 @@ pub(crate) async fn publish_locked(
 
 /// The gate, the journal, the fan-out. Call under the sequencer.
 async fn admit_and_send(s: &AppState, env: Envelope, actor: &str) -> Result<u64, ApiProblem> {
-    let gate = s.event_gate.provisioned().map_err(not_provisioned)?;
+    let gate = s.events.gate.provisioned().map_err(not_provisioned)?;
     gate.admit(&env, &env.org, &env.node, now_secs())
         .map_err(refused)?;
     let resource = format!("org/{}/node/{}/event/{}", env.org, env.node, env.id);
@@ -156,15 +157,16 @@ async fn admit_and_send(s: &AppState, env: Envelope, actor: &str) -> Result<u64,
         })
         .map_err(|_| problem(ProblemCode::Internal, "cannot encode"))?;
     let seq = s
+        .journal
         .ledger
         .append(draft)
         .await
-        .map_err(|e| super::journal_failed(&e))?
+        .map_err(Error::from)?
         .seq;
     let json =
         serde_json::to_string(&env).map_err(|_| problem(ProblemCode::Internal, "cannot encode"))?;
     metrics::counter!(bulwark_http::metrics::EVENTS_PUBLISHED_TOTAL).increment(1);
-    s.event_bus.publish(
+    s.events.bus.publish(
         &node_key(&env.org, &env.node),
         &Published {
             seq,
@@ -204,7 +206,7 @@ async fn publish_route(
             ));
         }
         (Some(kind), payload, None) => {
-            let _seq = s.sequencer.lock().await;
+            let _seq = s.journal.sequencer.lock().await;
             ctx.recheck(&s, &caller, Permission::Administer, &scope)?;
             publish_locked(
                 &s,
@@ -230,7 +232,7 @@ async fn publish_route(
                     format!("`{}` is sent by the server itself", env.kind),
                 ));
             }
-            let _seq = s.sequencer.lock().await;
+            let _seq = s.journal.sequencer.lock().await;
             ctx.recheck(&s, &caller, Permission::Administer, &scope)?;
             admit_and_send(&s, env, &actor).await?
         }
@@ -275,7 +277,7 @@ async fn rotate_route(
     if !s.directory.read().exists(&scope) {
         return Err(not_found(&scope));
     }
-    let _seq = s.sequencer.lock().await;
+    let _seq = s.journal.sequencer.lock().await;
     ctx.recheck(&s, &caller, Permission::Administer, &scope)?;
     let key = new_org_key(&s, org.as_str(), &caller.subject.to_string(), transition).await?;
     Ok(Json(json!({"key_id": key.kid(), "previous_valid_for_secs": transition})).into_response())

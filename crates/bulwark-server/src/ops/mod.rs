@@ -1,0 +1,147 @@
+//! Domain operations. Each command takes one path — authorize → validate against the
+//! projections → append (under the sequencer when a rule must not race) → apply — and
+//! fails with [`Error`]; none of it knows HTTP. Handlers in [`crate::http`] only parse the
+//! request, call an operation and render its answer.
+
+use std::future::Future;
+
+use bulwark_authz::Permission;
+use bulwark_core::{Name, RequestId, Scope};
+use bulwark_directory::Event;
+
+use crate::AppState;
+use crate::authn::{Action, Caller};
+use crate::error::Error;
+
+/// Who asks for an operation, and for what request (for the journal entries it writes).
+pub struct Request<'a> {
+    /// The authenticated caller.
+    pub caller: &'a Caller,
+    /// The request's method (for denial entries).
+    pub method: &'a str,
+    /// The route pattern (for denial entries).
+    pub route: &'a str,
+    /// The request id (`corr_id` of every entry written for it).
+    pub corr: Option<&'a RequestId>,
+}
+
+impl Request<'_> {
+    /// Authorizes the caller for `permission` on `scope`; a denial is journaled.
+    pub async fn authorize(
+        &self,
+        state: &AppState,
+        permission: Permission,
+        scope: &Scope,
+    ) -> Result<(), Error> {
+        let action = Action {
+            method: self.method,
+            route: self.route,
+            corr_id: self.corr,
+        };
+        crate::authn::authorize(state, self.caller, permission, scope, &action)
+            .await
+            .map(|_| ())
+    }
+
+    /// Decides again, under the sequencer, what was authorized before it (see
+    /// [`still_allowed`]).
+    pub fn recheck(
+        &self,
+        state: &AppState,
+        permission: Permission,
+        scope: &Scope,
+    ) -> Result<(), Error> {
+        still_allowed(state, self.caller, permission, scope)
+    }
+
+    /// Appends `event` by the caller; its seq once durable. Called under the sequencer:
+    /// `granted` (the permission and scope authorized before) is decided again here, so a
+    /// relation revoked or a principal deleted while the request waited cannot slip a
+    /// change in after its revocation.
+    pub async fn commit(
+        &self,
+        state: &AppState,
+        granted: (Permission, &Scope),
+        org: Option<&Name>,
+        event: &Event,
+    ) -> Result<u64, Error> {
+        still_allowed(state, self.caller, granted.0, granted.1)?;
+        append_event(
+            state,
+            event,
+            &self.caller.subject.to_string(),
+            org,
+            self.corr.map(RequestId::as_str),
+        )
+        .await
+    }
+
+    /// As [`Request::commit`] minus the wait: queues `event` in order (call under the
+    /// sequencer, after [`Request::recheck`]) and returns what resolves once it is
+    /// durable (see [`durable_seq`]).
+    pub fn enqueue(
+        &self,
+        state: &AppState,
+        org: Option<&Name>,
+        event: &Event,
+    ) -> Result<
+        impl Future<Output = Result<bulwark_ledger::Appended, bulwark_ledger::AppendError>> + use<>,
+        Error,
+    > {
+        let draft = event
+            .draft(
+                &self.caller.subject.to_string(),
+                org.map(Name::as_str),
+                self.corr.map(RequestId::as_str),
+            )
+            .map_err(|e| Error::internal(format_args!("event does not encode: {e}")))?;
+        Ok(state.journal.ledger.enqueue(draft)?)
+    }
+}
+
+/// The seq of a queued entry once durable.
+pub async fn durable_seq(
+    durable: impl Future<Output = Result<bulwark_ledger::Appended, bulwark_ledger::AppendError>>,
+) -> Result<u64, Error> {
+    Ok(durable.await?.seq)
+}
+
+/// Re-decides, under the sequencer, what was authorized before it: the caller's token is
+/// still good (not revoked, principal not deleted or revoked since) and the decision still
+/// allows.
+pub fn still_allowed(
+    state: &AppState,
+    caller: &Caller,
+    permission: Permission,
+    scope: &Scope,
+) -> Result<(), Error> {
+    let standing = {
+        let dir = state.directory.read();
+        !dir.is_revoked(&caller.claims.jti)
+            && dir
+                .principal(&caller.principal)
+                .is_some_and(|p| caller.claims.iat >= p.not_before)
+    };
+    let decision = crate::authn::decide(state, caller, permission, scope);
+    if standing && decision.allowed {
+        Ok(())
+    } else {
+        Err(Error::denied(
+            "the caller's rights changed while the request waited; nothing was changed",
+        ))
+    }
+}
+
+/// Appends a directory event; its seq once durable.
+pub async fn append_event(
+    state: &AppState,
+    event: &Event,
+    actor: &str,
+    org: Option<&Name>,
+    corr: Option<&str>,
+) -> Result<u64, Error> {
+    let draft = event
+        .draft(actor, org.map(Name::as_str), corr)
+        .map_err(|e| Error::internal(format_args!("event does not encode: {e}")))?;
+    Ok(state.journal.ledger.append(draft).await?.seq)
+}
