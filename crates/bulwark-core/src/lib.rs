@@ -7,6 +7,8 @@
 //! depends on this one, so it stays small and pure.
 
 #![forbid(unsafe_code)]
+// A parser cannot index past its input: out-of-range reads are `None`, never a panic.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 pub mod clock;
 pub mod problem;

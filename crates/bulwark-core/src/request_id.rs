@@ -46,7 +46,7 @@ impl RequestId {
 }
 
 fn hex_digit(n: u8) -> char {
-    char::from(b"0123456789abcdef"[usize::from(n & 0x0f)])
+    char::from_digit(u32::from(n & 0x0f), 16).unwrap_or('0')
 }
 
 impl fmt::Display for RequestId {

@@ -13,6 +13,8 @@
 //! only); panic on any input.
 
 #![forbid(unsafe_code)]
+// A parser cannot index past its input: out-of-range reads are `None`, never a panic.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 pub mod envelope;
 pub mod gate;

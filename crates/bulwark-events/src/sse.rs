@@ -46,7 +46,7 @@ impl Parser {
                 return Ok(out);
             };
             let block: Vec<u8> = self.buf.drain(..end.1).collect();
-            let text = String::from_utf8_lossy(&block[..end.0]);
+            let text = String::from_utf8_lossy(block.get(..end.0).unwrap_or_default());
             let (mut id, mut event, mut data) = (None, String::new(), Vec::new());
             for line in text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)) {
                 if line.starts_with(':') || line.is_empty() {
@@ -74,15 +74,13 @@ impl Parser {
 
 /// `(end of the block, end of the separator)` of the first blank line.
 fn find_blank_line(b: &[u8]) -> Option<(usize, usize)> {
-    let mut i = 0;
-    while i + 1 < b.len() {
-        if b[i] == b'\n' && b[i + 1] == b'\n' {
+    for (i, pair) in b.windows(2).enumerate() {
+        if pair == b"\n\n" {
             return Some((i, i + 2));
         }
-        if i + 3 < b.len() && &b[i..i + 4] == b"\r\n\r\n" {
+        if b.get(i..i + 4) == Some(b"\r\n\r\n".as_slice()) {
             return Some((i, i + 4));
         }
-        i += 1;
     }
     None
 }

@@ -14,6 +14,8 @@
 //! header, or a token meant for several or wildcard audiences.
 
 #![forbid(unsafe_code)]
+// A parser cannot index past its input: out-of-range reads are `None`, never a panic.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 pub mod assertion;
 pub mod client_secret;

@@ -363,14 +363,15 @@ fn read_snapshot(
         return Err(snapshot_err(&"bad signature"));
     }
     let v: serde_json::Value = serde_json::from_slice(&s.body).map_err(|e| snapshot_err(&e))?;
-    if v["origin"] != origin || v["size"].as_u64() != Some(s.size) {
+    let field = |name: &str| v.get(name).cloned().unwrap_or_default();
+    if field("origin") != origin || field("size").as_u64() != Some(s.size) {
         return Err(snapshot_err(&"origin or size mismatch"));
     }
-    let root = v["root"]
+    let root = field("root")
         .as_str()
         .and_then(crate::verify::unhex)
         .ok_or_else(|| snapshot_err(&"no root"))?;
-    let views = v["views"]
+    let views = field("views")
         .as_object()
         .cloned()
         .ok_or_else(|| snapshot_err(&"no views"))?;

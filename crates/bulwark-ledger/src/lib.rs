@@ -9,6 +9,8 @@
 //! that it did not recompute.
 
 #![forbid(unsafe_code)]
+// A parser cannot index past its input: out-of-range reads are `None`, never a panic.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 pub mod appender;
 pub mod checkpoint;

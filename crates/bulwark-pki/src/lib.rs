@@ -12,6 +12,8 @@
 //! [`MAX_LEAF_VALIDITY`].
 
 #![forbid(unsafe_code)]
+// A parser cannot index past its input: out-of-range reads are `None`, never a panic.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 pub mod ca;
 pub mod crl;
@@ -194,12 +196,12 @@ pub(crate) fn new_serial() -> Result<rcgen::SerialNumber, PkiError> {
 /// Lower-case hex of a serial's big-endian bytes without leading zero bytes: the form
 /// serials take in the journal, the API and the CRL.
 pub fn serial_hex(bytes: &[u8]) -> String {
-    let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
-    let trimmed = &bytes[start..];
-    if trimmed.is_empty() {
-        return "00".into();
-    }
-    trimmed.iter().map(|b| format!("{b:02x}")).collect()
+    let hex: String = bytes
+        .iter()
+        .skip_while(|b| **b == 0)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if hex.is_empty() { "00".into() } else { hex }
 }
 
 /// The serial (as [`serial_hex`]) and the `spiffe://` URI SANs of a DER certificate, or
