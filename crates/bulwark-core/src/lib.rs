@@ -15,7 +15,7 @@ pub mod problem;
 pub mod request_id;
 pub mod tenancy;
 
-pub use clock::{Clock, SystemClock};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use problem::{Problem, ProblemCode};
 pub use request_id::RequestId;
 pub use tenancy::{Name, NameError, Scope};

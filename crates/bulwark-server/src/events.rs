@@ -1,6 +1,6 @@
 //! The signed event bus, server side: each org's signing keys, the journal as the durable
-//! store of published envelopes, the in-process fan-out to SSE subscribers, and the gate's
-//! five ports wired to the directory.
+//! store of published envelopes, and the gate's five ports wired to the directory. The
+//! fan-out to SSE subscribers is a port of `bulwark-shared` (re-exported here).
 //!
 //! Publishing signs (the org's current key, made on first use), passes the gate, journals
 //! `event.publish` (the entry carries the envelope; the entry's seq is the SSE event id, so
@@ -21,8 +21,10 @@ use bulwark_events::{Envelope, KeyRing};
 use bulwark_ledger::entry::Draft;
 use bulwark_ledger::entry::{Entry, EntryData};
 use bulwark_ledger::projection::Projection;
+pub use bulwark_shared::fanout::{
+    Fanout, MAX_SUBSCRIBERS_PER_NODE, MemoryFanout as Bus, Published, SUBSCRIBER_BUFFER,
+};
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 use zeroize::Zeroizing;
 
 use crate::fsutil::{read_private, write_atomic};
@@ -31,8 +33,6 @@ use crate::fsutil::{read_private, write_atomic};
 pub const BACKLOG: usize = 10_000;
 /// Bytes of envelopes kept per node for resumption.
 pub const BACKLOG_BYTES: usize = 4 << 20;
-/// Envelopes buffered per subscriber; a subscriber this far behind is disconnected.
-pub const SUBSCRIBER_BUFFER: usize = 1024;
 /// How long a rotated-out org key stays valid.
 pub const KEY_TRANSITION_SECS: i64 = 300;
 /// The org event keys in the data directory.
@@ -60,18 +60,6 @@ pub struct PublishEntry {
     pub envelope: Envelope,
 }
 impl EntryData for PublishEntry {}
-
-/// One published envelope as subscribers get it: the journal seq (SSE id), its type and
-/// its JSON.
-#[derive(Debug, Clone)]
-pub struct Published {
-    /// The journal entry's seq.
-    pub seq: u64,
-    /// The envelope's type.
-    pub kind: Arc<str>,
-    /// The envelope, JSON.
-    pub json: Arc<str>,
-}
 
 /// Key rings and per-node backlogs, folded from the journal.
 #[derive(Default)]
@@ -338,81 +326,6 @@ impl EventKeys {
     }
 }
 
-/// The in-process fan-out: one bounded channel per subscriber. A subscriber whose buffer
-/// is full is dropped (its stream ends; counted) rather than growing memory.
-pub struct Bus {
-    subscribers: Mutex<HashMap<String, Vec<mpsc::Sender<Published>>>>,
-    per_node: usize,
-}
-
-impl Default for Bus {
-    fn default() -> Self {
-        Self::new(MAX_SUBSCRIBERS_PER_NODE)
-    }
-}
-
-impl Bus {
-    /// A bus allowing `per_node` open streams per node.
-    pub fn new(per_node: usize) -> Self {
-        Self {
-            subscribers: Mutex::default(),
-            per_node,
-        }
-    }
-}
-
-/// Streams open at once per node, by default.
-pub const MAX_SUBSCRIBERS_PER_NODE: usize = 8;
-
-/// Where envelopes go once journaled (a NATS JetStream backend fits behind this).
-pub trait Fanout: Send + Sync {
-    /// Delivers to `node_key`'s subscribers.
-    fn publish(&self, node_key: &str, p: &Published);
-    /// A new subscriber to `node_key`; `None` when the node has as many open streams as
-    /// it may.
-    fn subscribe(&self, node_key: &str) -> Option<mpsc::Receiver<Published>>;
-}
-
-impl Fanout for Bus {
-    fn publish(&self, node_key: &str, p: &Published) {
-        let mut subs = self
-            .subscribers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(list) = subs.get_mut(node_key) {
-            list.retain(|tx| match tx.try_send(p.clone()) {
-                Ok(()) => true,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    metrics::counter!(bulwark_http::metrics::EVENTS_SLOW_CONSUMERS_TOTAL)
-                        .increment(1);
-                    tracing::warn!(node = node_key, "event subscriber too slow: disconnected");
-                    false
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
-            });
-            if list.is_empty() {
-                subs.remove(node_key);
-            }
-        }
-    }
-
-    fn subscribe(&self, node_key: &str) -> Option<mpsc::Receiver<Published>> {
-        let mut subs = self
-            .subscribers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let list = subs.entry(node_key.to_owned()).or_default();
-        // Streams that ended are forgotten here too, not only at the next publication.
-        list.retain(|tx| !tx.is_closed());
-        if list.len() >= self.per_node {
-            return None;
-        }
-        let (tx, rx) = mpsc::channel(SUBSCRIBER_BUFFER);
-        list.push(tx);
-        Some(rx)
-    }
-}
-
 /// The replay port with one bounded nonce cache per org: an org that floods its own
 /// cache (refused when full) cannot exhaust another org's.
 pub struct PerOrgNonces {
@@ -504,49 +417,6 @@ pub fn gate(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn p(seq: u64) -> Published {
-        Published {
-            seq,
-            kind: "t".into(),
-            json: "{}".into(),
-        }
-    }
-
-    #[test]
-    fn a_subscriber_that_falls_behind_is_dropped_not_buffered_forever() {
-        let bus = Bus::default();
-        let mut fast = bus.subscribe("acme/n1").unwrap();
-        let mut slow = bus.subscribe("acme/n1").unwrap();
-        for i in 0..(SUBSCRIBER_BUFFER as u64 + 10) {
-            bus.publish("acme/n1", &p(i));
-            // The fast one keeps up.
-            assert_eq!(fast.try_recv().unwrap().seq, i);
-        }
-        // The slow one got its buffer's worth, then its channel was closed.
-        let mut got = 0;
-        while slow.try_recv().is_ok() {
-            got += 1;
-        }
-        assert_eq!(got, SUBSCRIBER_BUFFER);
-        assert!(matches!(
-            slow.try_recv(),
-            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected)
-        ));
-        bus.publish("acme/n1", &p(10_000));
-        assert_eq!(fast.try_recv().unwrap().seq, 10_000);
-        // Another node's subscriber sees nothing of acme/n1.
-        let mut other = bus.subscribe("acme/n2").unwrap();
-        // At most MAX_SUBSCRIBERS_PER_NODE open streams per node; closed ones free a slot.
-        let extra: Vec<_> = (0..MAX_SUBSCRIBERS_PER_NODE - 1)
-            .map(|_| bus.subscribe("acme/n2").unwrap())
-            .collect();
-        assert!(bus.subscribe("acme/n2").is_none());
-        drop(extra);
-        assert!(bus.subscribe("acme/n2").is_some());
-        bus.publish("acme/n1", &p(10_001));
-        assert!(other.try_recv().is_err());
-    }
 
     #[test]
     fn the_view_keeps_a_bounded_backlog_per_node_and_survives_a_snapshot() {

@@ -166,14 +166,23 @@ async fn admit_and_send(s: &AppState, env: Envelope, actor: &str) -> Result<u64,
     let json =
         serde_json::to_string(&env).map_err(|_| problem(ProblemCode::Internal, "cannot encode"))?;
     metrics::counter!(bulwark_http::metrics::EVENTS_PUBLISHED_TOTAL).increment(1);
-    s.events.bus.publish(
-        &node_key(&env.org, &env.node),
-        &Published {
-            seq,
-            kind: env.kind.as_str().into(),
-            json: json.into(),
-        },
-    );
+    // Journaled already: a fan-out failure is logged, not answered (subscribers resume
+    // from the journal's backlog by `Last-Event-ID`).
+    if let Err(e) = s
+        .events
+        .bus
+        .publish(
+            &node_key(&env.org, &env.node),
+            Published {
+                seq,
+                kind: env.kind.as_str().into(),
+                json: json.into(),
+            },
+        )
+        .await
+    {
+        tracing::error!(seq, error = %e, "event fan-out failed");
+    }
     Ok(seq)
 }
 

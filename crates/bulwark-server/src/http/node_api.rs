@@ -149,15 +149,27 @@ async fn events_stream(
     let key = crate::events::node_key(&who.org, &who.node);
     // Subscribe before reading the backlog: nothing published in between is lost, and
     // anything seen twice is dropped by its seq below.
-    let rx = s.events.bus.subscribe(&key).ok_or_else(|| {
-        ApiProblem(
-            Problem::new(
-                ProblemCode::TooBusy,
-                "this node has as many event streams open as it may",
+    let rx = s
+        .events
+        .bus
+        .subscribe(&key)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "event fan-out unavailable");
+            ApiProblem(
+                Problem::new(ProblemCode::NotReady, "the event fan-out is unavailable")
+                    .retry_after(5),
             )
-            .retry_after(5),
-        )
-    })?;
+        })?
+        .ok_or_else(|| {
+            ApiProblem(
+                Problem::new(
+                    ProblemCode::TooBusy,
+                    "this node has as many event streams open as it may",
+                )
+                .retry_after(5),
+            )
+        })?;
     let backlog = match cursor {
         None => Vec::new(),
         Some(n) => {
