@@ -40,6 +40,8 @@ impl Config {
     /// Builds every part of the server from this configuration.
     pub async fn build(self) -> anyhow::Result<App> {
         let metrics = bulwark_http::metrics::install().context("installing metrics recorder")?;
+        let clock: Arc<dyn bulwark_core::Clock> = Arc::new(bulwark_core::SystemClock);
+        let shared = wiring::shared(&self, clock.clone());
         let readiness = Readiness::new();
         let wiring::DataDir {
             lock,
@@ -169,9 +171,11 @@ impl Config {
             events: state::Events {
                 gate: events::gate(&events_view, directory, self.unwired_event_port.as_deref()),
                 keys: events::EventKeys::load(self.data_dir.as_deref())?,
-                bus: Arc::new(events::Bus::new(self.max_event_streams_per_node)),
+                bus: shared.fanout.clone(),
                 view: events_view,
             },
+            shared,
+            clock,
         });
 
         let admin = match &self.admin_socket {

@@ -26,7 +26,6 @@ use bulwark_crypto::SigningKey;
 use bulwark_http::ApiProblem;
 use bulwark_identity::Refusal;
 use bulwark_identity::dpop::{self, Nonces};
-use bulwark_identity::jose::now_secs;
 use bulwark_identity::replay::ReplayCache;
 use bulwark_identity::token::{AccessClaims, AccessVerifier, Minter};
 use bulwark_ledger::entry::{Draft, EntryData, Kind, Outcome};
@@ -352,12 +351,44 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
-        authenticate(parts, state, now_secs())
+        let now = i64::try_from(state.clock.now_secs()).unwrap_or(i64::MAX);
+        authenticate(parts, state, now).await
+    }
+}
+
+/// How long a resource request's DPoP proof `jti` is remembered: the whole window in which
+/// its `iat` is accepted.
+const PROOF_REPLAY_TTL: std::time::Duration =
+    std::time::Duration::from_secs(2 * dpop::IAT_WINDOW_SECS.unsigned_abs());
+
+/// Records the first use of a resource request's DPoP proof in the shared replay cache;
+/// refuses a second use, and fails closed when the cache cannot answer.
+async fn first_use_of_proof(state: &AppState, jkt: &str, jti: &str) -> Result<(), AuthFailure> {
+    let key = bulwark_shared::Key::from_parts(&[jkt.as_bytes(), jti.as_bytes()]);
+    match state
+        .shared
+        .replay
+        .check_and_insert("dpop", key, PROOF_REPLAY_TTL)
+        .await
+    {
+        Ok(bulwark_shared::Seen::Fresh) => Ok(()),
+        Ok(bulwark_shared::Seen::Replayed) => Err(AuthFailure::from_refusal(Refusal::Replayed)),
+        Err(bulwark_shared::SharedError::Exhausted { .. }) => {
+            Err(AuthFailure::from_refusal(Refusal::ReplayCacheFull))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the replay cache cannot answer: proof refused");
+            Err(AuthFailure::invalid("replay_cache_unavailable"))
+        }
     }
 }
 
 /// The authentication steps, in order.
-pub fn authenticate(parts: &Parts, state: &AppState, now: i64) -> Result<Caller, AuthFailure> {
+pub async fn authenticate(
+    parts: &Parts,
+    state: &AppState,
+    now: i64,
+) -> Result<Caller, AuthFailure> {
     let auth = &state.auth;
     let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
         return Err(AuthFailure {
@@ -412,12 +443,7 @@ pub fn authenticate(parts: &Parts, state: &AppState, now: i64) -> Result<Caller,
             if verified.iat < auth.started_secs {
                 return Err(AuthFailure::from_refusal(Refusal::Stale));
             }
-            auth.replay
-                .first_use(
-                    &[b"dpop", verified.jkt.as_bytes(), verified.jti.as_bytes()],
-                    now,
-                )
-                .map_err(AuthFailure::from_refusal)?;
+            first_use_of_proof(state, &verified.jkt, &verified.jti).await?;
         }
         None => {
             if dpop_scheme {

@@ -27,6 +27,11 @@ pub struct AppState {
     pub pki: Pki,
     /// The signed event bus.
     pub events: Events,
+    /// State that replicas must share (replay caches, rate limits, single use, fan-out,
+    /// leases), behind its ports; selected in `wiring::shared`.
+    pub shared: bulwark_shared::Shared,
+    /// The one source of time.
+    pub clock: Arc<dyn bulwark_core::Clock>,
 }
 
 /// The process itself.

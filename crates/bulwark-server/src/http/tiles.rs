@@ -101,6 +101,7 @@ async fn tile(
                 // Entry bundles reveal tenant metadata: instance auditors only.
                 let caller =
                     crate::authn::authenticate(&parts, &s.app, bulwark_identity::jose::now_secs())
+                        .await
                         .map_err(IntoResponse::into_response)?;
                 let action = crate::authn::Action {
                     method: "GET",

@@ -3,7 +3,9 @@
 //! are used. [`crate::Config::build`] calls these; nothing else opens stores or reads keys.
 
 mod keys;
+mod shared;
 mod stores;
 
 pub use keys::{DataDir, record_start};
+pub use shared::shared;
 pub use stores::{open_ledger, open_secret_blobs};
