@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod principals;
+pub mod relations;
 pub mod tenants;
 
 use std::future::Future;
