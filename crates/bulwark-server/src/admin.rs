@@ -209,7 +209,7 @@ async fn rotate_signing(
     State(s): State<Arc<AppState>>,
     axum::Extension(peer): axum::Extension<PeerUid>,
 ) -> Result<Json<serde_json::Value>, ApiProblem> {
-    let (old, new) = crate::token_keys::rotate(&s, &format!("admin:uid{}", peer.0)).await?;
+    let (old, new) = crate::ops::keys::rotate(&s, &format!("admin:uid{}", peer.0)).await?;
     Ok(Json(json!({"retired": old, "active": new})))
 }
 

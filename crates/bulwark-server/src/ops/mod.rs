@@ -4,6 +4,7 @@
 //! request, call an operation and render its answer.
 
 pub mod audit;
+pub mod keys;
 pub mod principals;
 pub mod relations;
 pub mod tenants;
