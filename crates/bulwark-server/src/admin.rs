@@ -191,14 +191,13 @@ async fn bootstrap(
             .map_err(|_| bad_request("expected {\"token_binding\": \"dpop\"|\"none\"}"))?
     };
     let binding = req.token_binding.unwrap_or_default();
-    let (client_id, secret, seq) =
-        crate::http::principals::bootstrap(&s, binding, &format!("admin:uid{}", peer.0)).await?;
+    let b = crate::ops::principals::bootstrap(&s, binding, &format!("admin:uid{}", peer.0)).await?;
     let resp = Json(json!({
-        "client_id": client_id,
-        "client_secret": secret.as_str(),
+        "client_id": b.client_id,
+        "client_secret": b.client_secret.as_str(),
         "token_binding": binding.as_str(),
         "token_endpoint": s.auth.token_endpoint(),
-        "seq": seq,
+        "seq": b.seq,
     }))
     .into_response();
     Ok(bulwark_http::no_store(resp))
@@ -210,7 +209,7 @@ async fn rotate_signing(
     State(s): State<Arc<AppState>>,
     axum::Extension(peer): axum::Extension<PeerUid>,
 ) -> Result<Json<serde_json::Value>, ApiProblem> {
-    let (old, new) = crate::token_keys::rotate(&s, &format!("admin:uid{}", peer.0)).await?;
+    let (old, new) = crate::ops::keys::rotate(&s, &format!("admin:uid{}", peer.0)).await?;
     Ok(Json(json!({"retired": old, "active": new})))
 }
 

@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, UnixListener};
 use crate::config::Config;
 use crate::readiness::Readiness;
 use crate::state::{self, AppState};
-use crate::{admin, authn, events, fsutil, pki, projections, readiness, tls, token_keys, wiring};
+use crate::{admin, authn, events, fsutil, ops, pki, projections, readiness, tls, wiring};
 
 /// A built server: bound listeners and composed routers, not yet serving.
 pub struct App {
@@ -104,8 +104,8 @@ impl Config {
             .clone()
             .unwrap_or_else(|| format!("https://{first_name}:{}", listen.port()));
         let retired = authn::live_retired(
-            &key_view.retired(token_keys::PURPOSE, keys.signing.kid()),
-            token_keys::now_ms(),
+            &key_view.retired(ops::keys::PURPOSE, keys.signing.kid()),
+            ops::keys::now_ms(),
         );
         let auth = authn::Auth::new(
             issuer,
@@ -261,7 +261,7 @@ impl App {
             admin::spawn(listener, uids, state.clone());
         }
         spawn_housekeeping(hardening.clone(), metrics, state.clone());
-        token_keys::spawn_pruner(state.clone());
+        ops::keys::spawn_pruner(state.clone());
         readiness::spawn_probes(
             state.runtime.readiness.clone(),
             state.runtime.data_dir.clone(),

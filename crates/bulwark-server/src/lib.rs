@@ -31,7 +31,6 @@ pub mod readiness;
 pub mod remote;
 pub mod state;
 pub mod tls;
-pub mod token_keys;
 mod wiring;
 
 use anyhow::Context as _;

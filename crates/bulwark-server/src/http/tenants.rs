@@ -1,4 +1,5 @@
-//! The tenant tree: orgs, apps and envs; create, list, get, disable, enable.
+//! The tenant tree over HTTP: orgs, apps and envs; create, list, get, disable, enable.
+//! The operations are in [`crate::ops::tenants`].
 
 use std::sync::Arc;
 
@@ -6,17 +7,16 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
-use bulwark_authz::Permission;
-use bulwark_core::{ProblemCode, Scope};
-use bulwark_directory::Event;
+use bulwark_core::{Name, Scope};
 use bulwark_http::ApiProblem;
 use http::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Ctx, Table, body, name, not_found, problem};
+use super::{Ctx, Table, body, name};
 use crate::AppState;
-use crate::authn::{Caller, decide};
+use crate::authn::Caller;
+use crate::ops::tenants::{self, Children};
 
 pub(super) fn routes(t: Table) -> Table {
     t.add(Method::POST, "/v1/orgs", post(create_org))
@@ -70,17 +70,8 @@ struct Create {
     name: String,
 }
 
-fn created(scope: &Scope, seq: u64) -> Response {
-    (
-        StatusCode::CREATED,
-        Json(json!({"scope": scope.to_string(), "seq": seq})),
-    )
-        .into_response()
-}
-
-/// Creates the child named in `b` under `parent`: `Administer` on the parent (decided
-/// before the body is read), the parent must exist, the name must be free (checked and
-/// appended under the sequencer).
+/// Creates the child named in the body `b` under `parent` (the body is read only once the
+/// caller is authorized on the parent).
 async fn create(
     state: &AppState,
     ctx: &Ctx,
@@ -88,60 +79,18 @@ async fn create(
     parent: Scope,
     b: &[u8],
 ) -> Result<Response, ApiProblem> {
-    ctx.authorize(state, caller, Permission::Administer, &parent)
-        .await?;
-    let c: Create = body(b)?;
-    let child = name(&c.name)?;
-    let scope = match &parent {
-        Scope::Instance => Scope::Org(child),
-        Scope::Org(o) => Scope::App(o.clone(), child),
-        Scope::App(o, a) => Scope::Env(o.clone(), a.clone(), child),
-        Scope::Env(..) => return Err(problem(ProblemCode::BadRequest, "envs have no children")),
-    };
-    let _seq = state.journal.sequencer.lock().await;
-    {
-        let dir = state.directory.read();
-        if !dir.exists(&parent) {
-            return Err(not_found(&parent));
-        }
-        if dir.exists(&scope) {
-            return Err(problem(
-                ProblemCode::AlreadyExists,
-                format!("{scope} exists"),
-            ));
-        }
-    }
-    let event = match &scope {
-        Scope::Org(o) => Event::OrgCreate { org: o.to_string() },
-        Scope::App(o, a) => Event::AppCreate {
-            org: o.to_string(),
-            app: a.to_string(),
-        },
-        Scope::Env(o, a, e) => Event::EnvCreate {
-            org: o.to_string(),
-            app: a.to_string(),
-            env: e.to_string(),
-        },
-        Scope::Instance => {
-            return Err(problem(
-                ProblemCode::BadRequest,
-                "cannot create the instance",
-            ));
-        }
-    };
-    let seq = ctx
-        .commit(
-            state,
-            caller,
-            (Permission::Administer, &parent),
-            scope.org(),
-            &event,
-        )
-        .await?;
-    Ok(created(&scope, seq))
+    let c = tenants::create(state, &ctx.op(caller), parent, || {
+        body::<Create>(b).and_then(|c| name(&c.name))
+    })
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"scope": c.scope.to_string(), "seq": c.seq})),
+    )
+        .into_response())
 }
 
-/// Disables or enables `scope`: `Administer` on its parent.
+/// Disables or enables `scope`.
 async fn set_disabled(
     state: &AppState,
     ctx: &Ctx,
@@ -149,56 +98,36 @@ async fn set_disabled(
     scope: Scope,
     disabled: bool,
 ) -> Result<Response, ApiProblem> {
-    let parent = scope.parent().unwrap_or(Scope::Instance);
-    ctx.authorize(state, caller, Permission::Administer, &parent)
-        .await?;
-    let _seq = state.journal.sequencer.lock().await;
-    if !state.directory.read().exists(&scope) {
-        return Err(not_found(&scope));
-    }
-    let s = scope.to_string();
-    let event = if disabled {
-        Event::ScopeDisable { scope: s }
-    } else {
-        Event::ScopeEnable { scope: s }
-    };
-    let seq = ctx
-        .commit(
-            state,
-            caller,
-            (Permission::Administer, &parent),
-            scope.org(),
-            &event,
-        )
-        .await?;
-    Ok(Json(json!({"scope": scope.to_string(), "disabled": disabled, "seq": seq})).into_response())
+    let t = tenants::set_disabled(state, &ctx.op(caller), scope, disabled).await?;
+    Ok(
+        Json(json!({"scope": t.scope.to_string(), "disabled": t.disabled, "seq": t.seq}))
+            .into_response(),
+    )
 }
 
-/// Describes an existing scope: `View` on it.
+/// Describes an existing scope.
 async fn describe(
     state: &AppState,
     ctx: &Ctx,
     caller: &Caller,
     scope: Scope,
 ) -> Result<Response, ApiProblem> {
-    ctx.authorize(state, caller, Permission::View, &scope)
-        .await?;
-    let dir = state.directory.read();
-    if !dir.exists(&scope) {
-        return Err(not_found(&scope));
-    }
-    let names = |v: Vec<&bulwark_core::Name>| v.iter().map(|n| n.to_string()).collect::<Vec<_>>();
-    let children = match &scope {
-        Scope::Org(o) => json!({"apps": names(dir.apps(o))}),
-        Scope::App(o, a) => json!({"envs": names(dir.envs(o, a))}),
-        _ => json!({}),
-    };
+    let d = tenants::describe(state, &ctx.op(caller), scope).await?;
+    let names = |v: &[Name]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
     let mut v = json!({
-        "scope": scope.to_string(),
-        "disabled": dir.disabled_at(&scope).map(|s| s.to_string()),
+        "scope": d.scope.to_string(),
+        "disabled": d.disabled.map(|s| s.to_string()),
     });
-    if let (Some(o), Some(c)) = (v.as_object_mut(), children.as_object()) {
-        o.extend(c.clone());
+    if let Some(o) = v.as_object_mut() {
+        match &d.children {
+            Children::Apps(apps) => {
+                o.insert("apps".into(), json!(names(apps)));
+            }
+            Children::Envs(envs) => {
+                o.insert("envs".into(), json!(names(envs)));
+            }
+            Children::None => {}
+        }
     }
     Ok(Json(v).into_response())
 }
@@ -217,11 +146,9 @@ async fn list_orgs(
     State(s): State<Arc<AppState>>,
     caller: Caller,
 ) -> Result<Json<serde_json::Value>, ApiProblem> {
-    let orgs: Vec<bulwark_core::Name> = s.directory.read().orgs().cloned().collect();
-    let visible: Vec<String> = orgs
-        .into_iter()
-        .filter(|o| decide(&s, &caller, Permission::View, &Scope::Org(o.clone())).allowed)
-        .map(|o| o.to_string())
+    let visible: Vec<String> = tenants::visible_orgs(&s, &caller)
+        .iter()
+        .map(ToString::to_string)
         .collect();
     Ok(Json(json!({"orgs": visible})))
 }

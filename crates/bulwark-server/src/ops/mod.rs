@@ -3,6 +3,12 @@
 //! fails with [`Error`]; none of it knows HTTP. Handlers in [`crate::http`] only parse the
 //! request, call an operation and render its answer.
 
+pub mod audit;
+pub mod keys;
+pub mod principals;
+pub mod relations;
+pub mod tenants;
+
 use std::future::Future;
 
 use bulwark_authz::Permission;

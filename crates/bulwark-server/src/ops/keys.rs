@@ -1,4 +1,5 @@
-//! Rotation of the token signing key.
+//! Rotation of the token signing key (asked for over the admin socket, whose peer check
+//! is the authorization).
 //!
 //! The active key signs; a rotation journals `key.retire` for it (with its public half),
 //! writes the new private key over `signing.key` (0600, atomically), journals `key.create`
@@ -31,7 +32,8 @@ fn internal(what: &str, e: &impl std::fmt::Display) -> Error {
     Error::internal(format_args!("key rotation: {what}: {e}"))
 }
 
-/// Rotates the token signing key; answers with the (old, new) key ids.
+/// Rotates the token signing key for `actor`; answers with the (old, new) key ids. The
+/// whole rotation runs under the sequencer (the pruner waits for it).
 pub async fn rotate(state: &AppState, actor: &str) -> Result<(String, String), Error> {
     let _seq = state.journal.sequencer.lock().await;
     let current = state.auth.keyset();
