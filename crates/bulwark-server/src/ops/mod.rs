@@ -4,6 +4,7 @@
 //! request, call an operation and render its answer.
 
 pub mod certs;
+pub mod nodes;
 
 use std::future::Future;
 
