@@ -5,6 +5,7 @@
 
 pub mod certs;
 pub mod nodes;
+pub mod tokens;
 
 use std::future::Future;
 
