@@ -148,6 +148,18 @@ pub fn verify(
     })
 }
 
+/// The `sub` of `assertion`, read without verifying anything: which client it claims to
+/// be, so that its registered key can be found and [`verify`] hold it to that claim.
+pub fn unverified_subject(assertion: &str) -> Option<String> {
+    use base64::Engine as _;
+    let payload = assertion.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    v.get("sub")?.as_str().map(str::to_owned)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,5 +223,22 @@ mod tests {
         private["d"] = "AAAA".into();
         assert!(ClientKey::parse(&private).is_err());
         assert!(ClientKey::parse(&serde_json::json!({"kty":"oct","k":"AAAA"})).is_err());
+    }
+
+    #[test]
+    fn the_claimed_subject_is_read_without_trusting_it() {
+        use base64::Engine as _;
+        let b = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        let jws = format!(
+            "{}.{}.sig",
+            b(r#"{"alg":"EdDSA"}"#),
+            b(r#"{"sub":"svc-1"}"#)
+        );
+        assert_eq!(unverified_subject(&jws).as_deref(), Some("svc-1"));
+        assert_eq!(unverified_subject("not-a-jws"), None);
+        assert_eq!(
+            unverified_subject(&format!("x.{}.y", b(r#"{"sub":7}"#))),
+            None
+        );
     }
 }

@@ -5,8 +5,9 @@
 //! ([`token`]: minted EdDSA, ≤ 15 min, one audience; verified with `typ`, `alg`, `kid`,
 //! issuer, audience and time checks); DPoP proofs and server nonces ([`dpop`]);
 //! `private_key_jwt` client assertions ([`assertion`]); the bounded single-use cache for
-//! proof and assertion ids ([`replay`]). Every refusal is a [`Refusal`] whose `reason()`
-//! names the failed check. No I/O: the server composes these.
+//! proof and assertion ids ([`replay`]); the scopes a token may carry ([`scope`]). Every
+//! refusal is a [`Refusal`] whose `reason()` names the failed check. No I/O: the server
+//! composes these.
 //!
 //! Must never: store, log or `Debug`-print a secret or a token; compare secrets in
 //! variable time; accept a credential hashed with weaker parameters than it issues; accept
@@ -22,6 +23,7 @@ pub mod client_secret;
 pub mod dpop;
 pub mod jose;
 pub mod replay;
+pub mod scope;
 pub mod token;
 
 pub use jose::Refusal;

@@ -144,42 +144,6 @@ impl Ctx {
     ) -> Result<(), ApiProblem> {
         Ok(self.op(caller).recheck(state, permission, scope)?)
     }
-
-    /// See [`ops::Request::commit`].
-    async fn commit(
-        &self,
-        state: &AppState,
-        caller: &Caller,
-        granted: (Permission, &Scope),
-        org: Option<&Name>,
-        event: &Event,
-    ) -> Result<u64, ApiProblem> {
-        Ok(self.op(caller).commit(state, granted, org, event).await?)
-    }
-
-    /// See [`ops::Request::enqueue`].
-    fn enqueue(
-        &self,
-        state: &AppState,
-        caller: &Caller,
-        org: Option<&Name>,
-        event: &Event,
-    ) -> Result<
-        impl std::future::Future<Output = Result<bulwark_ledger::Appended, bulwark_ledger::AppendError>>
-        + use<>,
-        ApiProblem,
-    > {
-        Ok(self.op(caller).enqueue(state, org, event)?)
-    }
-}
-
-/// The seq of a queued entry once durable; 503 `audit_unavailable` otherwise.
-async fn durable_seq(
-    durable: impl std::future::Future<
-        Output = Result<bulwark_ledger::Appended, bulwark_ledger::AppendError>,
-    >,
-) -> Result<u64, ApiProblem> {
-    Ok(ops::durable_seq(durable).await?)
 }
 
 /// Appends a directory event; its seq once durable, 503 `audit_unavailable` otherwise.

@@ -1,9 +1,7 @@
-//! Nodes and their enrolment: an operator (an admin of the org) registers a node and mints
-//! a single-use join token (15 minutes by default, only its SHA-256 kept, journaled); the
-//! agent makes its key on the node and sends a CSR with the token to `POST /v1/enroll`,
-//! which signs a 24-hour certificate for `spiffe://<trust-domain>/org/<org>/node/<node>`
-//! with the intermediate. The token check and its use are one step under the sequencer,
-//! so two racing requests with one token get one certificate.
+//! Nodes and their enrolment over HTTP: node records, single-use join tokens, quarantine
+//! and release under `/v1/orgs/{org}/nodes`, and `POST /v1/enroll`, where an agent trades
+//! a join token and a CSR for its certificate. The rules are in [`crate::ops::nodes`];
+//! handlers here parse, call and render.
 
 use std::sync::Arc;
 
@@ -12,23 +10,19 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use bulwark_authz::Permission;
-use bulwark_core::{Problem, ProblemCode, RequestId, Scope};
-use bulwark_directory::Event;
+use bulwark_core::RequestId;
 use bulwark_http::ApiProblem;
-use bulwark_identity::jose::now_secs;
-use bulwark_pki::ca::{SpiffeId, Workload};
 use http::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use super::{Ctx, Table, append_event, body, body_or_default, name, not_found, problem};
+use super::{Ctx, Table, body, body_or_default, name};
 use crate::AppState;
 use crate::authn::Caller;
-
-/// Default and longest join-token lifetime.
-const JOIN_TOKEN_TTL: i64 = 15 * 60;
-const JOIN_TOKEN_MAX_TTL: i64 = 24 * 3600;
+use crate::error::Error;
+use crate::ops::OrgGrant;
+use crate::ops::nodes::{self, JoinTtl};
 
 pub(super) fn routes(t: Table) -> Table {
     t.add(Method::POST, "/v1/orgs/{org}/nodes", post(create))
@@ -71,40 +65,15 @@ async fn create(
     b: Bytes,
 ) -> Result<Response, ApiProblem> {
     let org = name(&org)?;
-    let scope = Scope::Org(org.clone());
-    ctx.authorize(&s, &caller, Permission::Administer, &scope)
-        .await?;
+    let g = OrgGrant::authorize(&s, ctx.op(&caller), Permission::Administer, org).await?;
     let req: CreateNode = body(&b)?;
     let node = name(&req.name)?;
-    let _seq = s.journal.sequencer.lock().await;
-    {
-        let dir = s.directory.read();
-        if !dir.exists(&scope) {
-            return Err(not_found(&scope));
-        }
-        if dir.node(org.as_str(), node.as_str()).is_some() {
-            return Err(problem(
-                ProblemCode::AlreadyExists,
-                format!("node `{node}` exists"),
-            ));
-        }
-    }
-    let event = Event::NodeCreate {
-        org: org.to_string(),
-        node: node.to_string(),
-    };
-    let seq = ctx
-        .commit(
-            &s,
-            &caller,
-            (Permission::Administer, &scope),
-            Some(&org),
-            &event,
-        )
-        .await?;
+    let created = nodes::create(&s, &g, node).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"org": org.to_string(), "node": node.to_string(), "seq": seq})),
+        Json(
+            json!({"org": g.org().to_string(), "node": created.node.to_string(), "seq": created.seq}),
+        ),
     )
         .into_response())
 }
@@ -116,14 +85,8 @@ async fn list(
     Path(org): Path<String>,
 ) -> Result<Response, ApiProblem> {
     let org = name(&org)?;
-    let scope = Scope::Org(org.clone());
-    ctx.authorize(&s, &caller, Permission::View, &scope).await?;
-    let dir = s.directory.read();
-    if !dir.exists(&scope) {
-        return Err(not_found(&scope));
-    }
-    let nodes: Vec<serde_json::Value> = dir
-        .nodes_in(org.as_str())
+    let g = OrgGrant::authorize(&s, ctx.op(&caller), Permission::View, org).await?;
+    let nodes: Vec<serde_json::Value> = nodes::list(&s, &g)?
         .into_iter()
         .map(|n| json!({"name": n.name, "spiffe_id": n.spiffe_id, "not_after": n.not_after, "quarantined": n.quarantined, "created_seq": n.created_seq}))
         .collect();
@@ -139,63 +102,27 @@ async fn set_quarantine(
     quarantined: bool,
 ) -> Result<Response, ApiProblem> {
     let org = name(org)?;
-    let scope = Scope::Org(org.clone());
-    ctx.authorize(s, caller, Permission::Administer, &scope)
-        .await?;
+    let g = OrgGrant::authorize(s, ctx.op(caller), Permission::Administer, org).await?;
     let node = name(node)?;
-    let _seq = s.journal.sequencer.lock().await;
-    if s.directory
-        .read()
-        .node(org.as_str(), node.as_str())
-        .is_none()
-    {
-        return Err(not_found(format!("node `{node}`")));
-    }
-    if quarantined
-        && s.directory
-            .read()
-            .node(org.as_str(), node.as_str())
-            .is_some_and(|n| !n.quarantined)
-    {
-        // The node is told first, over the signed bus, by this same authorized command
-        // (rights re-checked under the sequencer); then the quarantine closes its
-        // connections. If the quarantine cannot be journaled afterwards, the node has
-        // wiped its secrets without being quarantined: the safe side.
-        ctx.recheck(s, caller, Permission::Administer, &scope)?;
-        if let Err(e) = super::events::publish_locked(
+    let actor = caller.subject.to_string();
+    // Run by the operation only when it quarantines a node that was not quarantined.
+    let notice = async {
+        super::events::publish_locked(
             s,
-            org.as_str(),
+            g.org().as_str(),
             node.as_str(),
             "node.quarantine",
             serde_json::json!({}),
-            &caller.subject.to_string(),
+            &actor,
         )
         .await
-        {
-            tracing::warn!(
-                detail = e.0.detail.as_str(),
-                "node.quarantine not published"
-            );
-        }
-    }
-    let event = Event::NodeQuarantine {
-        org: org.to_string(),
-        node: node.to_string(),
-        quarantined,
+        .map_err(Error::from)
     };
-    let seq = ctx
-        .commit(
-            s,
-            caller,
-            (Permission::Administer, &scope),
-            Some(&org),
-            &event,
-        )
-        .await?;
-    Ok(
-        Json(json!({"node": node.to_string(), "quarantined": quarantined, "seq": seq}))
-            .into_response(),
+    let done = nodes::set_quarantine(s, &g, node.clone(), quarantined, notice).await?;
+    Ok(Json(
+        json!({"node": done.node.to_string(), "quarantined": done.quarantined, "seq": done.seq}),
     )
+    .into_response())
 }
 
 /// Quarantines a node: the node API refuses it from its next request on.
@@ -225,10 +152,6 @@ struct TokenRequest {
     ttl_secs: Option<i64>,
 }
 
-fn hash_hex(token: &str) -> String {
-    bulwark_ledger::verify::hex(&bulwark_crypto::sha256(token.as_bytes()))
-}
-
 async fn join_token(
     State(s): State<Arc<AppState>>,
     ctx: Ctx,
@@ -237,49 +160,14 @@ async fn join_token(
     b: Bytes,
 ) -> Result<Response, ApiProblem> {
     let org = name(&org)?;
-    let scope = Scope::Org(org.clone());
-    ctx.authorize(&s, &caller, Permission::Administer, &scope)
-        .await?;
+    let g = OrgGrant::authorize(&s, ctx.op(&caller), Permission::Administer, org).await?;
     let req: TokenRequest = body_or_default(&b)?;
-    let ttl = req.ttl_secs.unwrap_or(JOIN_TOKEN_TTL);
-    if !(60..=JOIN_TOKEN_MAX_TTL).contains(&ttl) {
-        return Err(problem(
-            ProblemCode::BadRequest,
-            "ttl_secs is between 60 and 86400",
-        ));
-    }
+    let ttl = JoinTtl::new(req.ttl_secs)?;
     let node = name(&node)?;
-    let mut raw = Zeroizing::new([0u8; 32]);
-    bulwark_crypto::fill_random(raw.as_mut())
-        .map_err(|_| problem(ProblemCode::Internal, "random source failed"))?;
-    let token = Zeroizing::new(format!("bwj_{}", bulwark_identity::jose::b64(raw.as_ref())));
-    let expires_at = now_secs() + ttl;
-    let _seq = s.journal.sequencer.lock().await;
-    if s.directory
-        .read()
-        .node(org.as_str(), node.as_str())
-        .is_none()
-    {
-        return Err(not_found(format!("node `{node}`")));
-    }
-    let event = Event::NodeJoinToken {
-        org: org.to_string(),
-        node: node.to_string(),
-        token_hash: hash_hex(&token),
-        expires_at,
-    };
-    let seq = ctx
-        .commit(
-            &s,
-            &caller,
-            (Permission::Administer, &scope),
-            Some(&org),
-            &event,
-        )
-        .await?;
+    let t = nodes::join_token(&s, &g, node, ttl).await?;
     let r = (
         StatusCode::CREATED,
-        Json(json!({"token": token.as_str(), "expires_at": expires_at, "node": node.to_string(), "seq": seq})),
+        Json(json!({"token": t.token.as_str(), "expires_at": t.expires_at, "node": t.node.to_string(), "seq": t.seq})),
     )
         .into_response();
     Ok(bulwark_http::no_store(r))
@@ -292,58 +180,15 @@ struct EnrollRequest {
     csr: String,
 }
 
-fn refused(reason: &'static str) -> ApiProblem {
-    crate::authn::count_failure(reason);
-    ApiProblem(Problem::new(
-        ProblemCode::Unauthorized,
-        "the join token is unknown, expired or already used",
-    ))
-}
-
 async fn enroll(
     State(s): State<Arc<AppState>>,
     parts: http::request::Parts,
     b: Bytes,
 ) -> Result<Response, ApiProblem> {
     let req: EnrollRequest = body(&b)?;
-    let hash = hash_hex(&req.token);
-    let now = now_secs();
-    let _seq = s.journal.sequencer.lock().await;
-    let token = s
-        .directory
-        .read()
-        .join_token(&hash)
-        .cloned()
-        .ok_or_else(|| refused("join_token_unknown"))?;
-    if token.used {
-        return Err(refused("join_token_used"));
-    }
-    if token.expires_at <= now {
-        return Err(refused("join_token_expired"));
-    }
-    let id = SpiffeId::new(&s.pki.trust_domain, &token.org, Workload::Node, &token.node)
-        .map_err(|_| problem(ProblemCode::Internal, "invalid SPIFFE id"))?;
-    let issued = super::certs::sign(&s, &req.csr, &id, Workload::Node, Some(s.pki.node_cert_ttl))?;
-    let event = Event::NodeEnroll {
-        org: token.org.clone(),
-        node: token.node.clone(),
-        token_hash: hash,
-        spiffe_id: id.to_string(),
-        not_after: issued.not_after,
-        serial: Some(issued.serial.clone()),
-    };
-    let org = bulwark_core::Name::parse(&token.org).ok();
-    let corr = parts.extensions.get::<RequestId>().map(RequestId::as_str);
-    // Journaled (and the token used up) before the certificate leaves.
-    let seq = append_event(
-        &s,
-        &event,
-        &format!("node:{}", token.node),
-        org.as_ref(),
-        corr,
-    )
-    .await?;
-    let mut v = issued.json(&s, &id, seq);
+    let corr = parts.extensions.get::<RequestId>();
+    let e = nodes::enroll(&s, &req.token, &req.csr, corr).await?;
+    let mut v = e.signed.json(&s, &e.id, e.seq);
     v["node_api"] = json!(s.pki.node_api_url);
     Ok(Json(v).into_response())
 }

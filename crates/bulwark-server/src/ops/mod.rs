@@ -4,10 +4,13 @@
 //! request, call an operation and render its answer.
 
 pub mod audit;
+pub mod certs;
 pub mod keys;
+pub mod nodes;
 pub mod principals;
 pub mod relations;
 pub mod tenants;
+pub mod tokens;
 
 use std::future::Future;
 
@@ -150,4 +153,77 @@ pub async fn append_event(
         .draft(actor, org.map(Name::as_str), corr)
         .map_err(|e| Error::internal(format_args!("event does not encode: {e}")))?;
     Ok(state.journal.ledger.append(draft).await?.seq)
+}
+
+/// A request authorized for one permission on one org (a denial is journaled instead):
+/// the commands of an org's area take one, so none of them runs unauthorized, and they
+/// decide it again under the sequencer ([`OrgGrant::recheck`], [`OrgGrant::commit`]).
+pub struct OrgGrant<'a> {
+    req: Request<'a>,
+    permission: Permission,
+    org: Name,
+    scope: Scope,
+}
+
+impl<'a> OrgGrant<'a> {
+    /// Authorizes `req` for `permission` on `org` (403 before anything is looked up).
+    pub async fn authorize(
+        state: &AppState,
+        req: Request<'a>,
+        permission: Permission,
+        org: Name,
+    ) -> Result<Self, Error> {
+        let scope = Scope::Org(org.clone());
+        req.authorize(state, permission, &scope).await?;
+        Ok(Self {
+            req,
+            permission,
+            org,
+            scope,
+        })
+    }
+
+    /// The org.
+    pub fn org(&self) -> &Name {
+        &self.org
+    }
+
+    /// The org as a scope.
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
+    /// The caller.
+    pub fn caller(&self) -> &Caller {
+        self.req.caller
+    }
+
+    /// See [`Request::recheck`].
+    pub fn recheck(&self, state: &AppState) -> Result<(), Error> {
+        self.req.recheck(state, self.permission, &self.scope)
+    }
+
+    /// See [`Request::commit`]: `event` in the org, by the caller.
+    pub async fn commit(&self, state: &AppState, event: &Event) -> Result<u64, Error> {
+        self.req
+            .commit(
+                state,
+                (self.permission, &self.scope),
+                Some(&self.org),
+                event,
+            )
+            .await
+    }
+
+    /// See [`Request::enqueue`]: `event` in the org, by the caller.
+    pub fn enqueue(
+        &self,
+        state: &AppState,
+        event: &Event,
+    ) -> Result<
+        impl Future<Output = Result<bulwark_ledger::Appended, bulwark_ledger::AppendError>> + use<>,
+        Error,
+    > {
+        self.req.enqueue(state, Some(&self.org), event)
+    }
 }
