@@ -8,12 +8,10 @@ use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::get;
 use bulwark_authz::Permission;
 use bulwark_core::Scope;
 use bulwark_http::ApiProblem;
 use bulwark_ledger::entry::Entry;
-use http::Method;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -27,7 +25,15 @@ const SCAN_BUDGET: u64 = 65_536;
 const CHUNK: u64 = 1024;
 
 pub(super) fn routes(t: Table) -> Table {
-    t.add(Method::GET, "/v1/orgs/{org}/audit/entries", get(entries))
+    use super::table::{Plane::Api, Rule, ScopeFrom::*, Verb::*};
+    use bulwark_authz::Permission::*;
+    t.add(
+        Api,
+        Get,
+        "/v1/orgs/{org}/audit/entries",
+        Rule::bearer(ReadAudit, Org),
+        entries,
+    )
 }
 
 #[derive(Deserialize)]
