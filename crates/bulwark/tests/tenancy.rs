@@ -112,7 +112,7 @@ fn fill(pattern: &str, org: &str, principal: &str) -> String {
 /// The scope a `Bearer` rule checks for a probe of `org` with an empty body.
 fn expected_scope(scope: ScopeFrom, org: &str) -> String {
     match scope {
-        ScopeFrom::Instance | ScopeFrom::Body => "instance".to_owned(),
+        ScopeFrom::Instance => "instance".to_owned(),
         ScopeFrom::Org | ScopeFrom::BodyInOrg => format!("org/{org}"),
         ScopeFrom::App => format!("org/{org}/app/web"),
         ScopeFrom::Env => format!("org/{org}/app/web/env/prod"),

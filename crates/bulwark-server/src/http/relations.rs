@@ -24,7 +24,8 @@ use crate::authn::{Caller, decide};
 pub(super) fn routes(t: Table) -> Table {
     use super::table::{Plane::Api, Rule, ScopeFrom::*, Verb::*};
     use bulwark_authz::Permission::*;
-    // A grant or revocation takes `grant` on the tuple's scope (in the body).
+    // A grant or revocation takes `grant` on the tuple's scope (in the body), within the
+    // path's org; without an org in the path, on the instance.
     t.add(
         Api,
         Post,
@@ -50,14 +51,14 @@ pub(super) fn routes(t: Table) -> Table {
         Api,
         Post,
         "/v1/relations",
-        Rule::bearer(Grant, Body),
+        Rule::bearer(Grant, Instance),
         grant_instance,
     )
     .add(
         Api,
         Post,
         "/v1/relations/revoke",
-        Rule::bearer(Grant, Body),
+        Rule::bearer(Grant, Instance),
         revoke_instance,
     )
     .add(

@@ -76,15 +76,13 @@ pub enum ScopeFrom {
     /// The scope of the relation tuple in the body, confined to `{org}` (the org itself
     /// when the body names no scope, or one outside the org).
     BodyInOrg,
-    /// The scope of the relation tuple in the body (the instance when it names none).
-    Body,
 }
 
 impl ScopeFrom {
     /// The path parameter this scope is read from, if any.
     pub const fn path_param(self) -> Option<&'static str> {
         match self {
-            Self::Instance | Self::Body => None,
+            Self::Instance => None,
             Self::Org | Self::BodyInOrg => Some("{org}"),
             Self::App => Some("{app}"),
             Self::Env => Some("{env}"),
