@@ -13,7 +13,6 @@ use anyhow::{Context as _, bail};
 use axum::Router;
 use axum::extract::State;
 use axum::response::Json;
-use axum::routing::{get, post};
 use bulwark_http::metrics as m;
 use http_body_util::BodyExt as _;
 use hyper_util::rt::TokioIo;
@@ -26,7 +25,6 @@ use bulwark_http::ApiProblem;
 
 use crate::AppState;
 use crate::error::Error;
-use crate::http::health::{method_not_allowed, not_found};
 
 /// Whether a peer uid may use the admin socket.
 pub fn peer_allowed(allow: &[u32], uid: u32) -> bool {
@@ -92,19 +90,33 @@ pub fn spawn(listener: UnixListener, allow: Vec<u32>, state: Arc<AppState>) {
 #[derive(Debug, Clone, Copy)]
 struct PeerUid(u32);
 
+/// The admin socket's router: its plane of the route table.
 fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/v1/admin/status", get(status))
-        .route("/v1/admin/journal/notes", post(note))
-        .route("/v1/admin/journal/checkpoint", post(checkpoint))
-        .route("/v1/admin/bootstrap", post(bootstrap))
-        .route("/v1/admin/keys/signing/rotate", post(rotate_signing))
-        .route("/v1/admin/tls/rotate", post(rotate_tls))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state.clone())
-        // Local operators are instance auditors: entry bundles are served here.
-        .merge(crate::http::tiles::router(state, true))
+    crate::http::Table::build(false).router(crate::http::Plane::Admin, &state)
+}
+
+/// The admin socket's own routes (its audit routes are declared by `http::tiles`). The
+/// peer's uid was checked on accept: every route here is `AdminPeer`.
+pub(crate) fn routes(t: crate::http::Table) -> crate::http::Table {
+    use crate::http::{Plane::Admin, Rule::AdminPeer, Verb::*};
+    t.add(Admin, Get, "/v1/admin/status", AdminPeer, status)
+        .add(Admin, Post, "/v1/admin/journal/notes", AdminPeer, note)
+        .add(
+            Admin,
+            Post,
+            "/v1/admin/journal/checkpoint",
+            AdminPeer,
+            checkpoint,
+        )
+        .add(Admin, Post, "/v1/admin/bootstrap", AdminPeer, bootstrap)
+        .add(
+            Admin,
+            Post,
+            "/v1/admin/keys/signing/rotate",
+            AdminPeer,
+            rotate_signing,
+        )
+        .add(Admin, Post, "/v1/admin/tls/rotate", AdminPeer, rotate_tls)
 }
 
 async fn status(State(s): State<Arc<AppState>>) -> Json<serde_json::Value> {

@@ -182,18 +182,10 @@ impl Config {
             Some(path) => Some((admin::bind(path)?, self.admin_uids.clone(), path.clone())),
             None => None,
         };
-        let api_router = crate::http::health::api_router(state.clone())
-            .merge(crate::http::tiles::router(
-                state.clone(),
-                self.insecure_serve_entry_bundles,
-            ))
-            .merge(crate::http::oauth::router(state.clone()))
-            .merge(crate::http::nodes::enroll_router(state.clone()))
-            .merge(crate::http::certs::public_router(state.clone()))
-            .merge(crate::http::router(state.clone()));
-        let node_router = crate::http::node_api::router(state.clone())
-            .fallback(crate::http::health::not_found)
-            .method_not_allowed_fallback(crate::http::health::method_not_allowed);
+        // Every router is one plane of the route table (the admin socket builds its own).
+        let routes = crate::http::Table::build(self.insecure_serve_entry_bundles);
+        let api_router = routes.router(crate::http::Plane::Api, &state);
+        let node_router = routes.router(crate::http::Plane::Node, &state);
 
         if self.data_dir.is_none() {
             // Amnesia writes no ca.pem; the (public) CA certificate is logged once instead

@@ -49,6 +49,23 @@ async fn errors_are_rfc9457_problems_with_the_request_id() {
         .await;
     assert_eq!(r.status, 405);
     assert_eq!(r.code(), "method_not_allowed");
+    // Every route of the table, not only health's (the 405 fallback applies to the whole
+    // plane): a wrong method on a tenant or public route is a 405 problem too.
+    for path in ["/v1/orgs", "/v1/pki/ca", "/oauth2/token"] {
+        let r = s
+            .request(
+                http::Request::delete(path)
+                    .header("host", "localhost")
+                    .body(http_body_util::Full::new(Bytes::new()))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (405, "method_not_allowed"),
+            "{path}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

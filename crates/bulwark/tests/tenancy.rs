@@ -1,14 +1,19 @@
 //! The tenant tree, principals and relations against the running server: the cross-tenant
-//! matrix (every route of the router's table), 403 before 404, relations deciding
-//! permissions with reasons, disabling, paged lookups with signed cursors, an org's audit
-//! entries, entry bundles for instance auditors only, bootstrap, principal lifecycle.
+//! matrix (every route of every plane in the route table, walked by its authorization
+//! rule), 403 before 404, relations deciding permissions with reasons, disabling, paged
+//! lookups with signed cursors, an org's audit entries, entry bundles for instance
+//! auditors only, bootstrap, principal lifecycle.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
-use common::Server;
+use std::collections::BTreeMap;
+
+use bulwark_server::http::{Plane, Rule, ScopeFrom};
+use common::node::{NodeConn, node_addr};
 use common::oauth::Session;
+use common::{Response, Server};
 use serde_json::{Value, json};
 
 /// An operator session (plain bearer) and a fixture: orgs `victim` and `attacker`, each
@@ -91,6 +96,45 @@ async fn org_admin<'a>(s: &'a Server, op: &Session<'_>, org: &str) -> Session<'a
     .await
 }
 
+/// Fills a route's path pattern for `org`.
+fn fill(pattern: &str, org: &str, principal: &str) -> String {
+    pattern
+        .replace("{org}", org)
+        .replace("{app}", "web")
+        .replace("{env}", "prod")
+        .replace("{id}", principal)
+        .replace("{name}", "db")
+        .replace("{node}", "n1")
+        .replace("{serial}", "4a0b")
+        .replace("{version}", "1")
+}
+
+/// The scope a `Bearer` rule checks for a probe of `org` with an empty body.
+fn expected_scope(scope: ScopeFrom, org: &str) -> String {
+    match scope {
+        ScopeFrom::Instance => "instance".to_owned(),
+        ScopeFrom::Org | ScopeFrom::BodyInOrg => format!("org/{org}"),
+        ScopeFrom::App => format!("org/{org}/app/web"),
+        ScopeFrom::Env => format!("org/{org}/app/web/env/prod"),
+    }
+}
+
+/// A request without any credentials.
+async fn anonymous(s: &Server, method: &str, path: &str, body: Option<(&str, String)>) -> Response {
+    let (headers, body) = match body {
+        Some((ct, b)) => (vec![("content-type", ct.to_owned())], Some(b.into_bytes())),
+        None => (Vec::new(), None),
+    };
+    s.send(method, path, &headers, body).await
+}
+
+/// Every route of every plane, walked by its authorization rule: org routes answer 403
+/// `permission_denied` to another org's admin (and for an org that does not exist), with
+/// the denial journaled under the table's permission and scope; instance routes answer
+/// 403 to an org token; every token route answers 401 without one; public routes answer
+/// without credentials and leak nothing; client routes want client authentication; the
+/// join token is checked; the node API refuses a connection without a node certificate;
+/// the admin operations exist on the admin socket only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cross_tenant_matrix_every_org_route_answers_403_and_nothing_else() {
     let s = Server::start(&["--rate-limit-rps", "0"]);
@@ -100,24 +144,30 @@ async fn cross_tenant_matrix_every_org_route_answers_403_and_nothing_else() {
     assert_eq!(attacker.get("/v1/orgs/attacker").await.status, 200);
 
     let table = bulwark_server::http::route_table();
-    let org_routes: Vec<_> = table.iter().filter(|r| r.path.contains("{org}")).collect();
+    let mut walked: BTreeMap<&str, usize> = BTreeMap::new();
+    // (method, route, permission, scope) of every denial the walk must leave journaled.
+    let mut denials: Vec<(String, &str, &str, String)> = Vec::new();
+    let leaks = |text: &str| {
+        ["victim", "hidden-app", "victim-ci"]
+            .into_iter()
+            .find(|n| text.contains(n))
+    };
+
+    let org_routes: Vec<_> = table
+        .iter()
+        .filter(|r| r.plane == Plane::Api && r.path.contains("{org}"))
+        .collect();
     assert!(
         org_routes.len() >= 20,
         "the table lists the org routes ({})",
         org_routes.len()
     );
     for route in &org_routes {
+        let Rule::Bearer { permission, scope } = route.rule else {
+            panic!("an org route without a bearer rule: {route:?}");
+        };
         for target in ["victim", "no-such-org"] {
-            let path = route
-                .path
-                .replace("{org}", target)
-                .replace("{app}", "web")
-                .replace("{env}", "prod")
-                .replace("{id}", &w.victim_principal)
-                .replace("{name}", "db")
-                .replace("{node}", "n1")
-                .replace("{serial}", "4a0b")
-                .replace("{version}", "1");
+            let path = fill(route.path, target, &w.victim_principal);
             // `{}` is a malformed body for every POST: authorization must answer first.
             let body = (route.method != http::Method::GET).then(|| json!({}));
             let r = attacker.call(route.method.as_str(), &path, body).await;
@@ -133,10 +183,20 @@ async fn cross_tenant_matrix_every_org_route_answers_403_and_nothing_else() {
                 !text.contains("hidden-app") && !text.contains("victim-ci"),
                 "{path} leaked: {text}"
             );
+            denials.push((
+                route.method.to_string(),
+                route.path,
+                permission.as_str(),
+                expected_scope(scope, target),
+            ));
         }
     }
     // Routes without an org in the path: an org token reaches none of the instance's.
-    for route in table.iter().filter(|r| !r.path.contains("{org}")) {
+    for route in table
+        .iter()
+        .filter(|r| r.plane == Plane::Api && !r.path.contains("{org}"))
+        .filter(|r| matches!(r.rule, Rule::Bearer { .. } | Rule::Caller { .. }))
+    {
         let path = route.path.replace("{id}", &w.victim_principal);
         let r = match route.path {
             "/v1/authz/check" => {
@@ -154,16 +214,16 @@ async fn cross_tenant_matrix_every_org_route_answers_403_and_nothing_else() {
                     .await
             }
         };
-        match route.path {
-            "/v1/orgs" if route.method == http::Method::GET => {
+        match (route.rule, route.path) {
+            (Rule::Caller { .. }, "/v1/orgs") if route.method == http::Method::GET => {
                 assert_eq!(
                     r.json()["orgs"],
                     json!(["attacker"]),
                     "only its own org is listed"
                 );
             }
-            "/v1/authz/check" => assert_eq!(r.json()["allowed"], false),
-            "/v1/authz/lookup" => {
+            (Rule::Caller { .. }, "/v1/authz/check") => assert_eq!(r.json()["allowed"], false),
+            (Rule::Caller { .. }, "/v1/authz/lookup") => {
                 let items = r.json()["items"].clone();
                 assert!(
                     items
@@ -173,15 +233,173 @@ async fn cross_tenant_matrix_every_org_route_answers_403_and_nothing_else() {
                         .all(|i| i["scope"].as_str().unwrap().starts_with("org/attacker"))
                 );
             }
-            _ => assert_eq!(
-                r.status,
-                403,
-                "{} {path}: {}",
-                route.method,
-                String::from_utf8_lossy(&r.body)
-            ),
+            (Rule::Caller { .. }, _) => panic!("walk the new caller route {route:?} here"),
+            (Rule::Bearer { permission, scope }, _) => {
+                assert_eq!(
+                    (r.status, r.code().as_str()),
+                    (403, "permission_denied"),
+                    "{} {path}: {}",
+                    route.method,
+                    String::from_utf8_lossy(&r.body)
+                );
+                assert_eq!(scope.path_param(), None, "{route:?}");
+                denials.push((
+                    route.method.to_string(),
+                    route.path,
+                    permission.as_str(),
+                    expected_scope(scope, "attacker"),
+                ));
+            }
+            _ => unreachable!(),
         }
     }
+
+    // Every route of every plane, by its rule (the match is exhaustive: a new kind of rule
+    // does not compile until it is walked here).
+    let checkpoint = anonymous(&s, "GET", "/v1/audit/log/checkpoint", None).await;
+    assert_eq!(checkpoint.status, 200);
+    let size: u64 = String::from_utf8_lossy(&checkpoint.body)
+        .lines()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    // The first level-0 hash tile: full, or partial while the log is short.
+    let hash_tile = if size >= 256 {
+        "0/000".to_owned()
+    } else {
+        format!("0/000.p/{size}")
+    };
+    let node_api = node_addr(&s);
+    for route in &table {
+        let method = route.method.as_str();
+        let path = fill(route.path, "victim", &w.victim_principal);
+        let kind = match route.rule {
+            Rule::Bearer { .. } | Rule::Caller { .. } => {
+                // The access token comes first: none, 401.
+                let body =
+                    (route.method != http::Method::GET).then(|| ("application/json", "{}".into()));
+                let r = anonymous(&s, method, &path, body).await;
+                assert_eq!(r.status, 401, "{method} {path} without a token");
+                if matches!(route.rule, Rule::Bearer { .. }) {
+                    "bearer"
+                } else {
+                    "caller"
+                }
+            }
+            Rule::Public { .. } => {
+                let path = path.replace("{*path}", &hash_tile);
+                let r = anonymous(&s, method, &path, None).await;
+                assert!(
+                    ![401, 403].contains(&r.status),
+                    "{method} {path} is public: {}",
+                    r.status
+                );
+                let text = String::from_utf8_lossy(&r.body);
+                assert_eq!(leaks(&text), None, "{method} {path} leaked: {text}");
+                "public"
+            }
+            Rule::PartlyPublic {
+                permission, scope, ..
+            } => {
+                assert_eq!(
+                    route.path, "/v1/audit/log/tile/{*path}",
+                    "walk {route:?} here"
+                );
+                // Hash tiles are public…
+                let hashes = path.replace("{*path}", &hash_tile);
+                let r = anonymous(&s, method, &hashes, None).await;
+                assert_eq!(r.status, 200, "{hashes}");
+                // …entry bundles need the permission on the instance.
+                let entries = path.replace("{*path}", "entries/000.p/1");
+                let r = anonymous(&s, method, &entries, None).await;
+                assert_eq!(r.status, 401, "{entries} without a token");
+                let r = attacker.get(&entries).await;
+                assert_eq!(
+                    (r.status, r.code().as_str()),
+                    (403, "permission_denied"),
+                    "{entries} for an org token"
+                );
+                assert_eq!(w.op.get(&entries).await.status, 200, "{entries}");
+                denials.push((
+                    route.method.to_string(),
+                    route.path,
+                    permission.as_str(),
+                    expected_scope(scope, "attacker"),
+                ));
+                "partly public"
+            }
+            Rule::Client => {
+                let form = match route.path {
+                    "/oauth2/token" => "grant_type=client_credentials&scope=read",
+                    _ => "token=not-a-token",
+                };
+                let ct = "application/x-www-form-urlencoded";
+                let r = anonymous(&s, method, &path, Some((ct, form.into()))).await;
+                assert_eq!(
+                    (r.status, r.json()["error"].as_str()),
+                    (401, Some("invalid_client")),
+                    "{method} {path} without client authentication"
+                );
+                "client"
+            }
+            Rule::JoinToken => {
+                let body = json!({"token": "bogus-join-token", "csr": "not a CSR"}).to_string();
+                let r = anonymous(&s, method, &path, Some(("application/json", body))).await;
+                assert_eq!(
+                    (r.status, r.code().as_str()),
+                    (401, "unauthorized"),
+                    "{method} {path} with a bogus join token"
+                );
+                "join token"
+            }
+            Rule::Node => {
+                assert_eq!(route.plane, Plane::Node, "{route:?}");
+                // Not on the API listener…
+                let r = attacker.call(method, &path, None).await;
+                assert_eq!(r.status, 404, "{method} {path} on the API listener");
+                // …and refused on the node listener without a node certificate: the
+                // handshake fails, or the request does, or it is answered 401.
+                let anonymous_tls = s.tls_config(&[b"http/1.1"]);
+                let answer = match NodeConn::open(node_api, anonymous_tls).await {
+                    None => None,
+                    Some(mut c) => c.call(method, &path, None).await,
+                };
+                if let Some(r) = answer {
+                    assert_eq!(r.status, 401, "{method} {path} without a node certificate");
+                }
+                "node"
+            }
+            Rule::AdminPeer => {
+                // The socket checks the peer's uid on accept; its operations exist
+                // nowhere else.
+                assert_eq!(route.plane, Plane::Admin, "{route:?}");
+                let elsewhere = table
+                    .iter()
+                    .any(|r| r.plane != Plane::Admin && r.path == route.path);
+                if !elsewhere {
+                    let r = w.op.call(method, &path, Some(json!({}))).await;
+                    assert_eq!(r.status, 404, "{method} {path} on the API listener");
+                }
+                "admin peer"
+            }
+        };
+        *walked.entry(kind).or_default() += 1;
+    }
+    eprintln!("routes walked by rule: {walked:?}");
+    for kind in [
+        "bearer",
+        "caller",
+        "public",
+        "partly public",
+        "client",
+        "join token",
+        "node",
+        "admin peer",
+    ] {
+        assert!(walked.contains_key(kind), "no {kind} route walked");
+    }
+
     // The denials were journaled with their reason in the prober's own org log; the
     // victim's log holds none of them (one org cannot write into another's audit trail).
     let probes = denied_entries(&w.op, "attacker").await;
@@ -190,6 +408,17 @@ async fn cross_tenant_matrix_every_org_route_answers_403_and_nothing_else() {
         && e["data"]["reason"] == "the token is confined to another org"
         && e["corr_id"].is_string()));
     assert!(denied_entries(&w.op, "victim").await.is_empty());
+    // Each denial names the permission and scope the table declares for its route: the
+    // table's rule is the one the handler authorizes.
+    for (method, route, permission, scope) in &denials {
+        assert!(
+            probes.iter().any(|e| e["data"]["method"] == method.as_str()
+                && e["data"]["route"] == *route
+                && e["data"]["permission"] == *permission
+                && e["resource"] == scope.as_str()),
+            "no denial of {permission} on {scope} journaled for {method} {route}"
+        );
+    }
     // 403 before 404: the operator gets 404 for the org that does not exist.
     assert_eq!(w.op.get("/v1/orgs/no-such-org").await.status, 404);
 }
@@ -589,17 +818,29 @@ async fn bootstrap_once_and_principal_lifecycle() {
     );
 }
 
-/// The `denied` entries of an org's audit log.
+/// The `denied` entries of an org's audit log (every page).
 async fn denied_entries(op: &Session<'_>, org: &str) -> Vec<Value> {
-    let r = op
-        .get(&format!("/v1/orgs/{org}/audit/entries?limit=200"))
-        .await;
-    assert_eq!(r.status, 200);
-    r.json()["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["outcome"] == "denied")
-        .cloned()
-        .collect()
+    let mut out = Vec::new();
+    let mut from = 0;
+    loop {
+        let r = op
+            .get(&format!(
+                "/v1/orgs/{org}/audit/entries?limit=200&from={from}"
+            ))
+            .await;
+        assert_eq!(r.status, 200);
+        let v = r.json();
+        out.extend(
+            v["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["outcome"] == "denied")
+                .cloned(),
+        );
+        match v["next_from"].as_u64() {
+            Some(next) => from = next,
+            None => return out,
+        }
+    }
 }

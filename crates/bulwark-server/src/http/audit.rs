@@ -5,9 +5,7 @@ use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::get;
 use bulwark_http::ApiProblem;
-use http::Method;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -17,7 +15,15 @@ use crate::authn::Caller;
 use crate::ops::audit;
 
 pub(super) fn routes(t: Table) -> Table {
-    t.add(Method::GET, "/v1/orgs/{org}/audit/entries", get(entries))
+    use super::table::{Plane::Api, Rule, ScopeFrom::*, Verb::*};
+    use bulwark_authz::Permission::*;
+    t.add(
+        Api,
+        Get,
+        "/v1/orgs/{org}/audit/entries",
+        Rule::bearer(ReadAudit, Org),
+        entries,
+    )
 }
 
 #[derive(Deserialize)]

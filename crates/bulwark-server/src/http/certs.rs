@@ -10,12 +10,11 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::{get, post};
 use bulwark_authz::Permission;
 use bulwark_http::ApiProblem;
 use bulwark_identity::jose::now_secs;
 use bulwark_pki::ca::SpiffeId;
-use http::{Method, StatusCode};
+use http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -27,23 +26,36 @@ use crate::ops::certs::{self, IssueCert, Revocation, RevokeCert};
 pub(crate) use crate::ops::certs::{Signed, sign};
 
 pub(super) fn routes(t: Table) -> Table {
-    t.add(Method::POST, "/v1/orgs/{org}/certificates", post(issue))
-        .add(Method::GET, "/v1/orgs/{org}/certificates", get(list))
-        .add(
-            Method::POST,
-            "/v1/orgs/{org}/certificates/{serial}/revoke",
-            post(revoke),
-        )
-}
-
-/// The public PKI routes: CRL, revocations as JSON, the CA chain. No authentication:
-/// this is what relying parties fetch.
-pub fn public_router(state: Arc<AppState>) -> axum::Router {
-    axum::Router::new()
-        .route("/v1/pki/crl", get(crl))
-        .route("/v1/pki/revocations", get(revocations))
-        .route("/v1/pki/ca", get(ca_chain))
-        .with_state(state)
+    use super::table::{Plane::Api, Rule, ScopeFrom::*, Verb::*};
+    use bulwark_authz::Permission::*;
+    // The public PKI data: what relying parties fetch, without credentials.
+    let public = Rule::Public {
+        reason: "revocation data and the CA chain are what relying parties fetch",
+    };
+    t.add(
+        Api,
+        Post,
+        "/v1/orgs/{org}/certificates",
+        Rule::bearer(IssueCertificate, Org),
+        issue,
+    )
+    .add(
+        Api,
+        Get,
+        "/v1/orgs/{org}/certificates",
+        Rule::bearer(View, Org),
+        list,
+    )
+    .add(
+        Api,
+        Post,
+        "/v1/orgs/{org}/certificates/{serial}/revoke",
+        Rule::bearer(Administer, Org),
+        revoke,
+    )
+    .add(Api, Get, "/v1/pki/crl", public, crl)
+    .add(Api, Get, "/v1/pki/revocations", public, revocations)
+    .add(Api, Get, "/v1/pki/ca", public, ca_chain)
 }
 
 impl Signed {

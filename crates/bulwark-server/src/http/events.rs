@@ -8,14 +8,13 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::post;
 use bulwark_authz::Permission;
 use bulwark_core::{Name, Problem, ProblemCode, Scope};
 use bulwark_events::{Envelope, Unsigned};
 use bulwark_http::ApiProblem;
 use bulwark_identity::jose::now_secs;
 use bulwark_ledger::entry::{Draft, Kind};
-use http::{Method, StatusCode};
+use http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -26,15 +25,21 @@ use crate::error::Error;
 use crate::events::{KEY_TRANSITION_SECS, KeyEntry, PublishEntry, Published, node_key};
 
 pub(super) fn routes(t: Table) -> Table {
+    use super::table::{Plane::Api, Rule, ScopeFrom::*, Verb::*};
+    use bulwark_authz::Permission::*;
     t.add(
-        Method::POST,
+        Api,
+        Post,
         "/v1/orgs/{org}/nodes/{node}/events",
-        post(publish_route),
+        Rule::bearer(Administer, Org),
+        publish_route,
     )
     .add(
-        Method::POST,
+        Api,
+        Post,
         "/v1/orgs/{org}/event-keys/rotate",
-        post(rotate_route),
+        Rule::bearer(Administer, Org),
+        rotate_route,
     )
 }
 

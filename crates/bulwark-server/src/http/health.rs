@@ -3,27 +3,55 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::get;
 use bulwark_core::{Problem, ProblemCode};
 use bulwark_http::ApiProblem;
 use serde_json::json;
 
 use crate::AppState;
 
-/// The API routes, before hardening.
-pub fn api_router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/version", get(version))
-        .route("/metrics", get(metrics))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
+/// Health, readiness, version and metrics: probes and scrapers call them without
+/// credentials.
+pub(super) fn routes(t: super::Table) -> super::Table {
+    use super::table::{Plane::Api, Rule, Verb::Get};
+    t.add(
+        Api,
+        Get,
+        "/healthz",
+        Rule::Public {
+            reason: "liveness probe: a constant answer",
+        },
+        healthz,
+    )
+    .add(
+        Api,
+        Get,
+        "/readyz",
+        Rule::Public {
+            reason: "readiness probe: reasons name subsystems, never tenants",
+        },
+        readyz,
+    )
+    .add(
+        Api,
+        Get,
+        "/version",
+        Rule::Public {
+            reason: "the build's name and version",
+        },
+        version,
+    )
+    .add(
+        Api,
+        Get,
+        "/metrics",
+        Rule::Public {
+            reason: "Prometheus scrape: labels are route templates and reasons, never tenants",
+        },
+        metrics,
+    )
 }
 
 async fn healthz() -> Response {

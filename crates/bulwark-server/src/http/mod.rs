@@ -3,9 +3,12 @@
 //!
 //! Every handler takes the same path: [`Caller`] (authenticate) → [`authorize`] on the
 //! scope named by the path (before anything is looked up: 403 before 404) → validate
-//! against the directory → append the event under the sequencer → answer. The route table
-//! is built by [`build`], which records every route as it adds it, so tests can walk
-//! [`route_table`] and a new route cannot escape the cross-tenant matrix.
+//! against the directory → append the event under the sequencer → answer.
+//!
+//! Every route of every plane (API, node API, admin socket) is declared in one
+//! [`Table`], with its authorization [`Rule`]; the routers are built from it
+//! ([`Table::router`]), so tests can walk [`route_table`] and a new route cannot escape
+//! the cross-tenant matrix.
 
 mod audit;
 pub mod certs;
@@ -17,14 +20,13 @@ pub mod oauth;
 pub(crate) mod principals;
 mod relations;
 pub mod secrets;
+mod table;
 mod tenants;
 pub mod tiles;
 
-use std::sync::Arc;
+pub use table::{Plane, RouteInfo, Rule, ScopeFrom, Table, Verb, route_table};
 
-use axum::Router;
 use axum::extract::{FromRequestParts, MatchedPath};
-use axum::routing::MethodRouter;
 use bulwark_authz::Permission;
 use bulwark_core::{Name, Problem, ProblemCode, RequestId, Scope};
 use bulwark_directory::Event;
@@ -36,59 +38,6 @@ use serde::de::DeserializeOwned;
 use crate::AppState;
 use crate::authn::Caller;
 use crate::ops;
-
-/// A route as the table records it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouteInfo {
-    /// The method.
-    pub method: Method,
-    /// The axum path pattern, e.g. `/v1/orgs/{org}/apps`.
-    pub path: &'static str,
-}
-
-struct Table {
-    router: Router<Arc<AppState>>,
-    routes: Vec<RouteInfo>,
-}
-
-impl Table {
-    fn add(
-        mut self,
-        method: Method,
-        path: &'static str,
-        handler: MethodRouter<Arc<AppState>>,
-    ) -> Self {
-        self.routes.push(RouteInfo { method, path });
-        self.router = self.router.route(path, handler);
-        self
-    }
-}
-
-/// The API routes, not yet bound to state, and their table.
-fn build() -> Table {
-    let t = Table {
-        router: Router::new(),
-        routes: Vec::new(),
-    };
-    let t = tenants::routes(t);
-    let t = principals::routes(t);
-    let t = relations::routes(t);
-    let t = secrets::routes(t);
-    let t = nodes::routes(t);
-    let t = certs::routes(t);
-    let t = events::routes(t);
-    audit::routes(t)
-}
-
-/// Every API route: method and path pattern.
-pub fn route_table() -> Vec<RouteInfo> {
-    build().routes
-}
-
-/// The API router.
-pub fn router(state: Arc<AppState>) -> Router {
-    build().router.with_state(state)
-}
 
 /// What a handler needs to know about its request besides its inputs.
 pub struct Ctx {

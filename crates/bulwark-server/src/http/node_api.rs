@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::response::Response;
-use axum::routing::get;
 use bulwark_authz::{Permission, Relation, Subject};
 use bulwark_core::{Problem, ProblemCode, RequestId, Scope};
 use bulwark_http::ApiProblem;
@@ -20,15 +19,33 @@ use serde::Deserialize;
 use super::secrets::serve_read;
 use crate::AppState;
 
-/// The node router (served on the node listener only).
-pub fn router(state: Arc<AppState>) -> axum::Router {
-    axum::Router::new()
-        .route("/v1/nodes/{id}/secrets", get(read_env))
-        .route("/v1/nodes/{id}/secrets/{name}", get(read_secret))
-        .route("/v1/nodes/{id}/renew", axum::routing::post(renew))
-        .route("/v1/nodes/{id}/events", get(events_stream))
-        .route("/v1/nodes/{id}/event-keys", get(event_keys))
-        .with_state(state)
+/// The node routes (served on the node listener only): the certificate's node must be the
+/// path's `{id}`.
+pub(super) fn routes(t: super::Table) -> super::Table {
+    use super::table::{Plane::Node, Rule, Verb::*};
+    t.add(Node, Get, "/v1/nodes/{id}/secrets", Rule::Node, read_env)
+        .add(
+            Node,
+            Get,
+            "/v1/nodes/{id}/secrets/{name}",
+            Rule::Node,
+            read_secret,
+        )
+        .add(Node, Post, "/v1/nodes/{id}/renew", Rule::Node, renew)
+        .add(
+            Node,
+            Get,
+            "/v1/nodes/{id}/events",
+            Rule::Node,
+            events_stream,
+        )
+        .add(
+            Node,
+            Get,
+            "/v1/nodes/{id}/event-keys",
+            Rule::Node,
+            event_keys,
+        )
 }
 
 /// The authorization subject of a node: `node:<org>_<node>` (org and node names are DNS

@@ -8,11 +8,10 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::{get, post};
 use bulwark_authz::Permission;
 use bulwark_core::RequestId;
 use bulwark_http::ApiProblem;
-use http::{Method, StatusCode};
+use http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 use zeroize::Zeroizing;
@@ -25,30 +24,40 @@ use crate::ops::OrgGrant;
 use crate::ops::nodes::{self, JoinTtl};
 
 pub(super) fn routes(t: Table) -> Table {
-    t.add(Method::POST, "/v1/orgs/{org}/nodes", post(create))
-        .add(Method::GET, "/v1/orgs/{org}/nodes", get(list))
+    use super::table::{Plane::Api, Rule, ScopeFrom::*, Verb::*};
+    use bulwark_authz::Permission::*;
+    let admin = Rule::bearer(Administer, Org);
+    t.add(Api, Post, "/v1/orgs/{org}/nodes", admin, create)
         .add(
-            Method::POST,
+            Api,
+            Get,
+            "/v1/orgs/{org}/nodes",
+            Rule::bearer(View, Org),
+            list,
+        )
+        .add(
+            Api,
+            Post,
             "/v1/orgs/{org}/nodes/{node}/join-tokens",
-            post(join_token),
+            admin,
+            join_token,
         )
         .add(
-            Method::POST,
+            Api,
+            Post,
             "/v1/orgs/{org}/nodes/{node}/quarantine",
-            post(quarantine),
+            admin,
+            quarantine,
         )
         .add(
-            Method::POST,
+            Api,
+            Post,
             "/v1/orgs/{org}/nodes/{node}/release",
-            post(release),
+            admin,
+            release,
         )
-}
-
-/// `POST /v1/enroll`: authenticated by the join token alone.
-pub fn enroll_router(state: Arc<AppState>) -> axum::Router {
-    axum::Router::new()
-        .route("/v1/enroll", post(enroll))
-        .with_state(state)
+        // Authenticated by the join token alone.
+        .add(Api, Post, "/v1/enroll", Rule::JoinToken, enroll)
 }
 
 #[derive(Deserialize)]

@@ -11,11 +11,9 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::{get, post};
 use bulwark_core::RequestId;
 use bulwark_identity::jose::now_secs;
 use http::request::Parts;
@@ -32,15 +30,31 @@ use crate::ops::tokens::{self, ClientAuth, Introspection, OAuthRefusal, TokenErr
 
 pub use bulwark_identity::scope::{DEFAULT_SCOPE, SCOPES};
 
-/// The OAuth routes.
-pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/oauth2/token", post(token))
-        .route("/oauth2/introspect", post(introspect))
-        .route("/oauth2/revoke", post(revoke))
-        .route("/.well-known/jwks.json", get(jwks))
-        .route("/.well-known/oauth-authorization-server", get(metadata))
-        .with_state(state)
+/// The OAuth routes: the token, introspection and revocation endpoints authenticate the
+/// client; the keys and metadata are public.
+pub(super) fn routes(t: super::Table) -> super::Table {
+    use super::table::{Plane::Api, Rule, Verb::*};
+    t.add(Api, Post, "/oauth2/token", Rule::Client, token)
+        .add(Api, Post, "/oauth2/introspect", Rule::Client, introspect)
+        .add(Api, Post, "/oauth2/revoke", Rule::Client, revoke)
+        .add(
+            Api,
+            Get,
+            "/.well-known/jwks.json",
+            Rule::Public {
+                reason: "the public keys that verify our tokens",
+            },
+            jwks,
+        )
+        .add(
+            Api,
+            Get,
+            "/.well-known/oauth-authorization-server",
+            Rule::Public {
+                reason: "RFC 8414 metadata: endpoints and algorithms",
+            },
+            metadata,
+        )
 }
 
 /// An RFC 6749 §5.2 error, as answered.

@@ -7,11 +7,10 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::{get, post};
 use bulwark_core::Name;
 use bulwark_directory::Principal;
 use bulwark_http::{ApiProblem, no_store};
-use http::{Method, StatusCode};
+use http::StatusCode;
 use serde_json::json;
 
 use super::{Ctx, Table, body, name};
@@ -20,60 +19,69 @@ use crate::authn::Caller;
 use crate::ops::principals::{self, NewPrincipal, SetBinding};
 
 pub(super) fn routes(t: Table) -> Table {
-    t.add(
-        Method::POST,
-        "/v1/orgs/{org}/principals",
-        post(create_in_org),
-    )
-    .add(Method::GET, "/v1/orgs/{org}/principals", get(list_in_org))
-    .add(
-        Method::GET,
-        "/v1/orgs/{org}/principals/{id}",
-        get(get_in_org),
-    )
-    .add(
-        Method::DELETE,
-        "/v1/orgs/{org}/principals/{id}",
-        axum::routing::delete(delete_in_org),
-    )
-    .add(
-        Method::POST,
-        "/v1/orgs/{org}/principals/{id}/rotate-secret",
-        post(rotate_in_org),
-    )
-    .add(
-        Method::POST,
-        "/v1/orgs/{org}/principals/{id}/revoke-tokens",
-        post(revoke_in_org),
-    )
-    .add(
-        Method::POST,
-        "/v1/orgs/{org}/principals/{id}/token-binding",
-        post(binding_in_org),
-    )
-    .add(Method::POST, "/v1/principals", post(create_instance))
-    .add(Method::GET, "/v1/principals", get(list_instance))
-    .add(Method::GET, "/v1/principals/{id}", get(get_instance))
-    .add(
-        Method::DELETE,
-        "/v1/principals/{id}",
-        axum::routing::delete(delete_instance),
-    )
-    .add(
-        Method::POST,
-        "/v1/principals/{id}/rotate-secret",
-        post(rotate_instance),
-    )
-    .add(
-        Method::POST,
-        "/v1/principals/{id}/revoke-tokens",
-        post(revoke_instance),
-    )
-    .add(
-        Method::POST,
-        "/v1/principals/{id}/token-binding",
-        post(binding_instance),
-    )
+    use super::table::{Plane::Api, Rule, ScopeFrom::*, Verb::*};
+    use bulwark_authz::Permission::*;
+    let (view, admin) = (Rule::bearer(View, Org), Rule::bearer(Administer, Org));
+    let (view_i, admin_i) = (
+        Rule::bearer(View, Instance),
+        Rule::bearer(Administer, Instance),
+    );
+    t.add(Api, Post, "/v1/orgs/{org}/principals", admin, create_in_org)
+        .add(Api, Get, "/v1/orgs/{org}/principals", view, list_in_org)
+        .add(Api, Get, "/v1/orgs/{org}/principals/{id}", view, get_in_org)
+        .add(
+            Api,
+            Delete,
+            "/v1/orgs/{org}/principals/{id}",
+            admin,
+            delete_in_org,
+        )
+        .add(
+            Api,
+            Post,
+            "/v1/orgs/{org}/principals/{id}/rotate-secret",
+            admin,
+            rotate_in_org,
+        )
+        .add(
+            Api,
+            Post,
+            "/v1/orgs/{org}/principals/{id}/revoke-tokens",
+            admin,
+            revoke_in_org,
+        )
+        .add(
+            Api,
+            Post,
+            "/v1/orgs/{org}/principals/{id}/token-binding",
+            admin,
+            binding_in_org,
+        )
+        .add(Api, Post, "/v1/principals", admin_i, create_instance)
+        .add(Api, Get, "/v1/principals", view_i, list_instance)
+        .add(Api, Get, "/v1/principals/{id}", view_i, get_instance)
+        .add(Api, Delete, "/v1/principals/{id}", admin_i, delete_instance)
+        .add(
+            Api,
+            Post,
+            "/v1/principals/{id}/rotate-secret",
+            admin_i,
+            rotate_instance,
+        )
+        .add(
+            Api,
+            Post,
+            "/v1/principals/{id}/revoke-tokens",
+            admin_i,
+            revoke_instance,
+        )
+        .add(
+            Api,
+            Post,
+            "/v1/principals/{id}/token-binding",
+            admin_i,
+            binding_instance,
+        )
 }
 
 /// The public view of a principal (never its hash).

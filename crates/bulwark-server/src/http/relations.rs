@@ -6,11 +6,10 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::{get, post};
 use bulwark_authz::{Permission, Subject};
 use bulwark_core::{Name, ProblemCode, Scope};
 use bulwark_http::ApiProblem;
-use http::{Method, StatusCode};
+use http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -20,17 +19,63 @@ use crate::authn::Caller;
 use crate::ops::relations::{self, TupleRequest};
 
 pub(super) fn routes(t: Table) -> Table {
-    t.add(Method::POST, "/v1/orgs/{org}/relations", post(grant_in_org))
-        .add(
-            Method::POST,
-            "/v1/orgs/{org}/relations/revoke",
-            post(revoke_in_org),
-        )
-        .add(Method::GET, "/v1/orgs/{org}/relations", get(list_in_org))
-        .add(Method::POST, "/v1/relations", post(grant_instance))
-        .add(Method::POST, "/v1/relations/revoke", post(revoke_instance))
-        .add(Method::GET, "/v1/authz/check", get(check))
-        .add(Method::GET, "/v1/authz/lookup", get(lookup))
+    use super::table::{Plane::Api, Rule, ScopeFrom::*, Verb::*};
+    use bulwark_authz::Permission::*;
+    // A grant or revocation takes `grant` on the tuple's scope (in the body), within the
+    // path's org; without an org in the path, on the instance.
+    t.add(
+        Api,
+        Post,
+        "/v1/orgs/{org}/relations",
+        Rule::bearer(Grant, BodyInOrg),
+        grant_in_org,
+    )
+    .add(
+        Api,
+        Post,
+        "/v1/orgs/{org}/relations/revoke",
+        Rule::bearer(Grant, BodyInOrg),
+        revoke_in_org,
+    )
+    .add(
+        Api,
+        Get,
+        "/v1/orgs/{org}/relations",
+        Rule::bearer(View, Org),
+        list_in_org,
+    )
+    .add(
+        Api,
+        Post,
+        "/v1/relations",
+        Rule::bearer(Grant, Instance),
+        grant_instance,
+    )
+    .add(
+        Api,
+        Post,
+        "/v1/relations/revoke",
+        Rule::bearer(Grant, Instance),
+        revoke_instance,
+    )
+    .add(
+        Api,
+        Get,
+        "/v1/authz/check",
+        Rule::Caller {
+            reason: "decides for the caller's own token; another subject needs `administer` on the queried scope",
+        },
+        check,
+    )
+    .add(
+        Api,
+        Get,
+        "/v1/authz/lookup",
+        Rule::Caller {
+            reason: "lists the caller's own relations; another subject's need `administer` on the caller's org (or instance)",
+        },
+        lookup,
+    )
 }
 
 async fn change(

@@ -21,7 +21,6 @@ use std::sync::{Arc, PoisonError, RwLock};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bulwark_authz::Permission;
@@ -31,7 +30,7 @@ use bulwark_ledger::entry::{Draft, EntryData, Kind, Outcome};
 use bulwark_secrets::envelope::{self, Coordinates, Envelope};
 use bulwark_secrets::view::{SecretEvent, SecretKey, VersionMeta, VersionState, digest};
 use bulwark_store::{SecretBlobs, SecretRow};
-use http::{HeaderValue, Method, StatusCode, header};
+use http::{HeaderValue, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use zeroize::Zeroizing;
@@ -103,36 +102,34 @@ impl SecretCache {
 const BASE: &str = "/v1/orgs/{org}/apps/{app}/envs/{env}/secrets";
 
 pub(super) fn routes(t: Table) -> Table {
-    t.add(Method::GET, BASE, get(list))
+    use super::table::{Plane::Api, Rule, ScopeFrom::*, Verb::*};
+    use bulwark_authz::Permission::*;
+    const SECRET: &str = "/v1/orgs/{org}/apps/{app}/envs/{env}/secrets/{name}";
+    let write = Rule::bearer(WriteSecret, Env);
+    t.add(Api, Get, BASE, Rule::bearer(View, Env), list)
+        .add(Api, Put, SECRET, write, put_secret)
+        .add(Api, Get, SECRET, Rule::bearer(ReadSecretValue, Env), read)
+        .add(Api, Delete, SECRET, write, delete)
         .add(
-            Method::PUT,
-            "/v1/orgs/{org}/apps/{app}/envs/{env}/secrets/{name}",
-            axum::routing::put(put_secret),
-        )
-        .add(
-            Method::GET,
-            "/v1/orgs/{org}/apps/{app}/envs/{env}/secrets/{name}",
-            get(read),
-        )
-        .add(
-            Method::DELETE,
-            "/v1/orgs/{org}/apps/{app}/envs/{env}/secrets/{name}",
-            axum::routing::delete(delete),
-        )
-        .add(
-            Method::GET,
+            Api,
+            Get,
             "/v1/orgs/{org}/apps/{app}/envs/{env}/secrets/{name}/metadata",
-            get(metadata),
+            Rule::bearer(View, Env),
+            metadata,
         )
         .add(
-            Method::POST,
+            Api,
+            Post,
             "/v1/orgs/{org}/apps/{app}/envs/{env}/secrets/{name}/versions/{version}/destroy",
-            post(destroy),
+            write,
+            destroy,
         )
         .add(
-            Method::POST,
+            Api,
+            Post,
             "/v1/orgs/{org}/apps/{app}/envs/{env}/secrets/{name}/versions/{version}/restore",
-            post(restore),
+            write,
+            restore,
         )
 }
 

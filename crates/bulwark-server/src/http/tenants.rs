@@ -6,10 +6,9 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::{get, post};
 use bulwark_core::{Name, Scope};
 use bulwark_http::ApiProblem;
-use http::{Method, StatusCode};
+use http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -19,49 +18,105 @@ use crate::authn::Caller;
 use crate::ops::tenants::{self, Children};
 
 pub(super) fn routes(t: Table) -> Table {
-    t.add(Method::POST, "/v1/orgs", post(create_org))
-        .add(Method::GET, "/v1/orgs", get(list_orgs))
-        .add(Method::GET, "/v1/orgs/{org}", get(get_org))
-        .add(Method::POST, "/v1/orgs/{org}/disable", post(disable_org))
-        .add(Method::POST, "/v1/orgs/{org}/enable", post(enable_org))
-        .add(Method::POST, "/v1/orgs/{org}/apps", post(create_app))
-        .add(Method::GET, "/v1/orgs/{org}/apps", get(get_org_apps))
-        .add(Method::GET, "/v1/orgs/{org}/apps/{app}", get(get_app))
-        .add(
-            Method::POST,
-            "/v1/orgs/{org}/apps/{app}/disable",
-            post(disable_app),
-        )
-        .add(
-            Method::POST,
-            "/v1/orgs/{org}/apps/{app}/enable",
-            post(enable_app),
-        )
-        .add(
-            Method::POST,
-            "/v1/orgs/{org}/apps/{app}/envs",
-            post(create_env),
-        )
-        .add(
-            Method::GET,
-            "/v1/orgs/{org}/apps/{app}/envs",
-            get(get_app_envs),
-        )
-        .add(
-            Method::GET,
-            "/v1/orgs/{org}/apps/{app}/envs/{env}",
-            get(get_env),
-        )
-        .add(
-            Method::POST,
-            "/v1/orgs/{org}/apps/{app}/envs/{env}/disable",
-            post(disable_env),
-        )
-        .add(
-            Method::POST,
-            "/v1/orgs/{org}/apps/{app}/envs/{env}/enable",
-            post(enable_env),
-        )
+    use super::table::{Plane::Api, Rule, ScopeFrom::*, Verb::*};
+    use bulwark_authz::Permission::*;
+    // Creating or disabling a scope takes `administer` on its parent; reading, `view` on it.
+    let orgs = Rule::Caller {
+        reason: "lists only the orgs the caller may view",
+    };
+    t.add(
+        Api,
+        Post,
+        "/v1/orgs",
+        Rule::bearer(Administer, Instance),
+        create_org,
+    )
+    .add(Api, Get, "/v1/orgs", orgs, list_orgs)
+    .add(Api, Get, "/v1/orgs/{org}", Rule::bearer(View, Org), get_org)
+    .add(
+        Api,
+        Post,
+        "/v1/orgs/{org}/disable",
+        Rule::bearer(Administer, Instance),
+        disable_org,
+    )
+    .add(
+        Api,
+        Post,
+        "/v1/orgs/{org}/enable",
+        Rule::bearer(Administer, Instance),
+        enable_org,
+    )
+    .add(
+        Api,
+        Post,
+        "/v1/orgs/{org}/apps",
+        Rule::bearer(Administer, Org),
+        create_app,
+    )
+    .add(
+        Api,
+        Get,
+        "/v1/orgs/{org}/apps",
+        Rule::bearer(View, Org),
+        get_org_apps,
+    )
+    .add(
+        Api,
+        Get,
+        "/v1/orgs/{org}/apps/{app}",
+        Rule::bearer(View, App),
+        get_app,
+    )
+    .add(
+        Api,
+        Post,
+        "/v1/orgs/{org}/apps/{app}/disable",
+        Rule::bearer(Administer, Org),
+        disable_app,
+    )
+    .add(
+        Api,
+        Post,
+        "/v1/orgs/{org}/apps/{app}/enable",
+        Rule::bearer(Administer, Org),
+        enable_app,
+    )
+    .add(
+        Api,
+        Post,
+        "/v1/orgs/{org}/apps/{app}/envs",
+        Rule::bearer(Administer, App),
+        create_env,
+    )
+    .add(
+        Api,
+        Get,
+        "/v1/orgs/{org}/apps/{app}/envs",
+        Rule::bearer(View, App),
+        get_app_envs,
+    )
+    .add(
+        Api,
+        Get,
+        "/v1/orgs/{org}/apps/{app}/envs/{env}",
+        Rule::bearer(View, Env),
+        get_env,
+    )
+    .add(
+        Api,
+        Post,
+        "/v1/orgs/{org}/apps/{app}/envs/{env}/disable",
+        Rule::bearer(Administer, App),
+        disable_env,
+    )
+    .add(
+        Api,
+        Post,
+        "/v1/orgs/{org}/apps/{app}/envs/{env}/enable",
+        Rule::bearer(Administer, App),
+        enable_env,
+    )
 }
 
 #[derive(Deserialize)]

@@ -9,11 +9,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::get;
 use bulwark_core::{Problem, ProblemCode};
 use bulwark_http::ApiProblem;
 use bulwark_ledger::merkle::{verify_consistency, verify_inclusion};
@@ -31,18 +29,71 @@ struct AuditState {
     entries_allowed: bool,
 }
 
-/// The audit routes. `entries_allowed` opens entry bundles (admin socket, or the test flag).
-pub fn router(app: Arc<AppState>, entries_allowed: bool) -> Router {
-    Router::new()
-        .route("/v1/audit/log/checkpoint", get(checkpoint))
-        .route("/v1/audit/log/key", get(key))
-        .route("/v1/audit/log/tile/{*path}", get(tile))
-        .route("/v1/audit/proof/inclusion", get(inclusion))
-        .route("/v1/audit/proof/consistency", get(consistency))
-        .with_state(AuditState {
-            app,
+/// The audit routes, on the API and on the admin socket. Entry bundles are open on the
+/// admin socket, and on the API only with the test hook.
+pub(super) fn routes(t: super::Table) -> super::Table {
+    use super::table::{Plane, Rule, ScopeFrom, Verb::Get};
+    let hashes = Rule::Public {
+        reason: "checkpoints, keys and proofs reveal only hashes",
+    };
+    let tile = if t.entry_bundles_on_api() {
+        Rule::Public {
+            reason: "test hook --insecure-serve-entry-bundles: entry bundles without a token",
+        }
+    } else {
+        Rule::PartlyPublic {
+            public: "hash tiles reveal only hashes",
+            gated: "entry bundles reveal tenant metadata: instance auditors only",
+            permission: bulwark_authz::Permission::ReadAudit,
+            scope: ScopeFrom::Instance,
+        }
+    };
+    let on_api = t.entry_bundles_on_api();
+    let mut t = t;
+    for (plane, entries_allowed, tile, hashes) in [
+        (Plane::Api, on_api, tile, hashes),
+        (Plane::Admin, true, Rule::AdminPeer, Rule::AdminPeer),
+    ] {
+        let state = move |app: &Arc<AppState>| AuditState {
+            app: app.clone(),
             entries_allowed,
-        })
+        };
+        t = t
+            .add_with(
+                plane,
+                Get,
+                "/v1/audit/log/checkpoint",
+                hashes,
+                checkpoint,
+                state,
+            )
+            .add_with(plane, Get, "/v1/audit/log/key", hashes, key, state)
+            .add_with(
+                plane,
+                Get,
+                "/v1/audit/log/tile/{*path}",
+                tile,
+                self::tile,
+                state,
+            )
+            .add_with(
+                plane,
+                Get,
+                "/v1/audit/proof/inclusion",
+                hashes,
+                inclusion,
+                state,
+            )
+            .add_with(
+                plane,
+                Get,
+                "/v1/audit/proof/consistency",
+                hashes,
+                consistency,
+                state,
+            );
+    }
+    t
 }
 
 fn text(body: String, cache: &'static str) -> Response {
