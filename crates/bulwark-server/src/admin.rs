@@ -360,7 +360,7 @@ async fn send(
 
 /// Where the admin socket of a data directory is.
 pub fn default_socket(data_dir: &Path) -> PathBuf {
-    data_dir.join("admin.sock")
+    data_dir.join(bulwark_fs::layout::ADMIN_SOCKET)
 }
 
 #[cfg(test)]

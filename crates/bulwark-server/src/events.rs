@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use zeroize::Zeroizing;
 
-use crate::fsutil::{read_private, write_atomic};
+use bulwark_fs::{read_private, write_atomic};
 
 /// Envelopes kept per node for resumption.
 pub const BACKLOG: usize = 10_000;

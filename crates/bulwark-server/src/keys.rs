@@ -22,31 +22,14 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
-use crate::fsutil::{read_private, write_atomic};
+use bulwark_fs::layout::{
+    CA_CERT, CA_KEY, INSTANCE_ID, INTERMEDIATE_CERT, INTERMEDIATE_KEY, JOURNAL_DB, KEK_FILE,
+    LEDGER_KEY, ROOT_OFFLINE, SERVER_CERT, SERVER_KEY, SIGNING_KEY,
+};
+use bulwark_fs::{read_private, write_atomic};
 
 /// Validity of the server's TLS certificate.
 pub const SERVER_CERT_VALIDITY: Duration = Duration::from_secs(30 * 24 * 3600);
-
-const INSTANCE_ID: &str = "instance-id";
-const CA_CERT: &str = "ca.pem";
-const CA_KEY: &str = "ca.key";
-/// Present when the root key was exported and removed on purpose.
-const ROOT_OFFLINE: &str = "ca.key.offline";
-/// The server certificate (chain) in the data directory.
-pub const SERVER_CERT: &str = "server.pem";
-/// The server key in the data directory.
-pub const SERVER_KEY: &str = "server.key";
-/// The KEK file in the data directory.
-pub const KEK_FILE: &str = "kek.key";
-/// The token signing key file in the data directory.
-pub const SIGNING_KEY: &str = "signing.key";
-const LEDGER_KEY: &str = "ledger.key";
-/// The journal database in the data directory.
-pub const JOURNAL_DB: &str = "journal.db";
-
-/// The intermediate CA certificate in the data directory.
-pub const INTERMEDIATE_CERT: &str = "intermediate.pem";
-const INTERMEDIATE_KEY: &str = "intermediate.key";
 
 /// The intermediate CA that signs node and service certificates. No `Debug`.
 pub struct Intermediate {
@@ -456,13 +439,13 @@ fn load_intermediate(dir: &Path) -> anyhow::Result<Option<Intermediate>> {
 pub fn export_root_key(dir: &Path, out: &Path) -> anyhow::Result<String> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
-    let _lock = crate::fsutil::lock_dir(dir)?;
+    let _lock = bulwark_fs::lock_dir(dir)?;
     if dir.join(ROOT_OFFLINE).exists() {
         if dir.join(CA_KEY).exists() {
             // An export stopped after its marker: the key was written out and read back
             // before the marker was, so finishing means removing it here.
             std::fs::remove_file(dir.join(CA_KEY)).context("cannot remove the root key")?;
-            crate::fsutil::sync_dir(dir)?;
+            bulwark_fs::sync_dir(dir)?;
             bail!(
                 "an earlier export had written the root key out but not removed it; it is removed now (the exported file is the copy)"
             );
@@ -501,7 +484,7 @@ pub fn export_root_key(dir: &Path, out: &Path) -> anyhow::Result<String> {
         0o644,
     )?;
     std::fs::remove_file(dir.join(CA_KEY)).context("cannot remove the root key")?;
-    crate::fsutil::sync_dir(dir)?;
+    bulwark_fs::sync_dir(dir)?;
     Ok(fingerprint)
 }
 

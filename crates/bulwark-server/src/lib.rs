@@ -18,7 +18,6 @@ pub mod authn;
 pub mod client;
 pub mod config;
 pub mod events;
-pub mod fsutil;
 pub mod hygiene;
 pub mod kek_rotation;
 pub mod keys;
@@ -41,6 +40,7 @@ use anyhow::Context as _;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
+use bulwark_fs::layout;
 pub use config::{Config, ServeArgs};
 use keys::InstanceKeys;
 use readiness::Readiness;
@@ -114,23 +114,20 @@ pub struct AppState {
     pub event_gate: bulwark_events::Gate,
 }
 
-/// The secret ciphertext store in the data directory.
-pub const SECRETS_DB: &str = "secrets.db";
-
 /// Runs `bulwark serve` until SIGINT or SIGTERM.
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
     // Held until `serve` returns: offline commands (KEK rotation, restore) refuse to run
     // beside a live server.
-    let mut dir_lock: Option<fsutil::DirLock> = None;
+    let mut dir_lock: Option<bulwark_fs::DirLock> = None;
     let metrics = bulwark_http::metrics::install().context("installing metrics recorder")?;
     let readiness = Readiness::new();
 
     let (keys, created) = match &cfg.data_dir {
         Some(dir) => {
-            fsutil::ensure_private_dir(dir)?;
-            dir_lock = Some(fsutil::lock_dir(dir)?);
-            if dir.join(kek_rotation::KEK_NEXT_FILE).exists() {
+            bulwark_fs::ensure_private_dir(dir)?;
+            dir_lock = Some(bulwark_fs::lock_dir(dir)?);
+            if dir.join(layout::KEK_NEXT_FILE).exists() {
                 anyhow::bail!(
                     "a KEK rotation is in progress in `{}`: run `bulwark keys rotate-kek --data-dir {}` to finish it",
                     dir.display(),
@@ -174,7 +171,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     )?;
     let secret_blobs: Arc<dyn bulwark_store::SecretBlobs> = match &cfg.data_dir {
         Some(dir) => Arc::new(
-            bulwark_store::SqliteSecrets::open(&dir.join(SECRETS_DB))
+            bulwark_store::SqliteSecrets::open(&dir.join(layout::SECRETS_DB))
                 .context("opening the secret store")?,
         ),
         None => Arc::new(bulwark_store::MemorySecrets),
@@ -396,7 +393,7 @@ fn open_ledger(
 ) -> anyhow::Result<bulwark_ledger::Ledger> {
     let journal: Box<dyn bulwark_ledger::journal::Journal> = match &cfg.data_dir {
         Some(dir) => Box::new(
-            bulwark_store::SqliteJournal::open(&dir.join(keys::JOURNAL_DB))
+            bulwark_store::SqliteJournal::open(&dir.join(layout::JOURNAL_DB))
                 .context("opening the journal")?,
         ),
         None => Box::new(bulwark_store::MemoryJournal::new()),

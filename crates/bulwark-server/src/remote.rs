@@ -15,8 +15,9 @@ use bulwark_identity::jose::{b64, now_secs};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use bulwark_fs::{ensure_private_dir, read_private, write_atomic};
+
 use crate::client::Client;
-use crate::fsutil::{ensure_private_dir, read_private, write_atomic};
 
 /// A saved login. Not `Debug`: it holds a client secret and a private key.
 #[derive(Serialize, Deserialize)]

@@ -67,8 +67,8 @@ pub async fn rotate(state: &AppState, actor: &str) -> Result<(String, String), A
         .await
         .map_err(|e| journal_down(&e))?;
     if let Some(dir) = &state.data_dir {
-        crate::fsutil::write_atomic(
-            &dir.join(crate::keys::SIGNING_KEY),
+        bulwark_fs::write_atomic(
+            &dir.join(bulwark_fs::layout::SIGNING_KEY),
             new.encode().as_bytes(),
             0o600,
         )

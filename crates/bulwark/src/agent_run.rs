@@ -21,8 +21,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use bulwark_fs::{ensure_private_dir, read_private, write_atomic};
 use bulwark_server::client::Client;
-use bulwark_server::fsutil::{ensure_private_dir, read_private, write_atomic};
 use zeroize::Zeroizing;
 
 /// How the agent runs.
@@ -201,7 +201,7 @@ async fn renew(dir: &Path, id: &Identity) -> anyhow::Result<()> {
     write_atomic(&dir.join("node.pem"), chain.as_bytes(), 0o644)?;
     std::fs::rename(dir.join("node.key.next"), dir.join("node.key"))
         .context("cannot replace node.key")?;
-    bulwark_server::fsutil::sync_dir(dir)?;
+    bulwark_fs::sync_dir(dir)?;
     tracing::info!(
         serial = v["serial"].as_str().unwrap_or_default(),
         not_after = v["not_after"].as_i64().unwrap_or_default(),

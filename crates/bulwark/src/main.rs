@@ -614,7 +614,7 @@ fn block_on<F: std::future::Future>(f: F) -> anyhow::Result<F::Output> {
 fn serve(args: ServeArgs) -> ExitCode {
     let cfg = match args
         .with_file()
-        .and_then(|a| a.resolve(hygiene::current_uid()))
+        .and_then(|a| a.resolve(bulwark_fs::current_uid()))
     {
         Ok(c) => c,
         Err(e) => return fail(&e),
@@ -724,7 +724,7 @@ fn admin_rotate_tls(
         (Some(c), Some(k)) => {
             let cert_pem = std::fs::read_to_string(c)
                 .with_context(|| format!("cannot read `{}`", c.display()))?;
-            let key_pem = bulwark_server::fsutil::read_private(k)?;
+            let key_pem = bulwark_fs::read_private(k)?;
             serde_json::json!({"cert_pem": cert_pem, "key_pem": key_pem.as_str()})
         }
         _ => serde_json::json!({}),

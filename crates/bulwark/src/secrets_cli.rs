@@ -112,7 +112,7 @@ pub async fn run(command: SecretsCommand, profile: Option<PathBuf>) -> anyhow::R
                 .ok()?;
             let value = decode_value(&a.json()?)?;
             match out {
-                Some(path) => write_private_file(&path, &value, 0o600)?,
+                Some(path) => bulwark_fs::write_in_private_dir(&path, &value, 0o600)?,
                 None => std::io::stdout().write_all(&value)?,
             }
         }
@@ -147,7 +147,7 @@ pub async fn run(command: SecretsCommand, profile: Option<PathBuf>) -> anyhow::R
             }
             let count = values.len();
             let bytes = bulwark_secrets::file::render_named(values)?;
-            write_private_file(&out, &bytes, 0o400)?;
+            bulwark_fs::write_in_private_dir(&out, &bytes, 0o400)?;
             eprintln!("wrote {count} keys to {}", out.display());
         }
     }
@@ -183,15 +183,4 @@ async fn list(s: &mut Session, env: &str) -> anyhow::Result<Vec<(String, u64)>> 
             None => return Ok(out),
         }
     }
-}
-
-/// Writes `data` to `path` with `mode`, in a 0700 directory, via a temporary file and a
-/// rename (the directory is created 0700 if missing; a wider existing one is refused).
-fn write_private_file(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or_else(|| Path::new("."));
-    bulwark_server::fsutil::ensure_private_dir(dir)?;
-    bulwark_server::fsutil::write_atomic(path, data, mode)
 }
