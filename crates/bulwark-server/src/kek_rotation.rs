@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use bulwark_crypto::{Kek, SigningKey};
+use bulwark_directory::keys::{KeyCreated, KeyView};
 use bulwark_fs::layout::{
     INSTANCE_ID, JOURNAL_DB, KEK_FILE, KEK_NEXT_FILE, LEDGER_KEY, SECRETS_DB,
 };
@@ -25,8 +26,6 @@ use bulwark_secrets::envelope::{self, Coordinates, Envelope};
 use bulwark_secrets::view::{SecretEvent, SecretKey, SecretsView, VersionState, digest};
 use bulwark_store::{SecretBlobs as _, SecretRow, SqliteSecrets};
 use serde::Serialize;
-
-use crate::projections::{KeyCreated, KeyView};
 
 /// What a rotation did.
 #[derive(Debug, Serialize)]

@@ -24,7 +24,6 @@ pub mod keys;
 pub mod mirror;
 pub mod oauth;
 pub mod pki;
-pub mod projections;
 pub mod readiness;
 pub mod remote;
 pub mod routes;
@@ -40,6 +39,7 @@ use anyhow::Context as _;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
+use bulwark_directory::keys::{InstanceStart, KeyCreated, KeyView};
 use bulwark_fs::layout;
 pub use config::{Config, ServeArgs};
 use keys::InstanceKeys;
@@ -62,7 +62,7 @@ pub struct AppState {
     /// The journal.
     pub ledger: bulwark_ledger::Ledger,
     /// Instance key metadata, folded from the journal.
-    pub key_view: Arc<projections::KeyView>,
+    pub key_view: Arc<KeyView>,
     /// Tenants, principals, relations, revocations, folded from the journal.
     pub directory: Arc<bulwark_directory::DirectoryView>,
     /// The token service.
@@ -156,7 +156,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     ));
     let tls = keys.tls_config(&judge)?;
     let intermediate = keys.intermediate(cfg.data_dir.as_deref())?;
-    let key_view = Arc::new(projections::KeyView::default());
+    let key_view = Arc::new(KeyView::default());
     let secrets_view = Arc::new(bulwark_secrets::view::SecretsView::default());
     let events_view = Arc::new(events::EventsView::default());
     let ledger = open_ledger(
@@ -419,7 +419,7 @@ fn open_ledger(
 async fn record_start(
     ledger: &bulwark_ledger::Ledger,
     keys: &InstanceKeys,
-    key_view: &projections::KeyView,
+    key_view: &KeyView,
 ) -> anyhow::Result<()> {
     let signing_public = bulwark_identity::jose::b64(keys.signing.verifying_key().as_bytes());
     let announced = [
@@ -435,7 +435,7 @@ async fn record_start(
     ];
     for (purpose, kid, alg, public) in announced {
         if !key_view.knows(purpose, &kid) {
-            let draft = projections::KeyCreated {
+            let draft = KeyCreated {
                 purpose: purpose.into(),
                 kid,
                 alg: alg.into(),
@@ -453,7 +453,7 @@ async fn record_start(
         "instance.start",
         format!("instance/{}", keys.instance_id),
     )
-    .data(&projections::InstanceStart {
+    .data(&InstanceStart {
         version: env!("CARGO_PKG_VERSION").into(),
     })?;
     ledger.append(start).await.context("journaling start-up")?;

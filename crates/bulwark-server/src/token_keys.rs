@@ -16,7 +16,7 @@ use bulwark_http::ApiProblem;
 
 use crate::AppState;
 use crate::authn::live_retired;
-use crate::projections::{KeyCreated, KeyRetired};
+use bulwark_directory::keys::{KeyCreated, KeyRetired};
 
 /// The key-view purpose of the token signing key.
 pub const PURPOSE: &str = "signing";
