@@ -6,8 +6,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
+use bulwark_client::Client;
 use bulwark_fs::{ensure_private_dir, write_atomic};
-use bulwark_server::client::Client;
 use zeroize::Zeroizing;
 
 /// Enrols this node.

@@ -7,10 +7,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
+use bulwark_client::Client;
 use bulwark_events::gate::{NonceCache, admit_batch_at_agent};
 use bulwark_events::{Envelope, KeyRing, PublishedKey, Refusal};
 use bulwark_fs::write_atomic;
-use bulwark_server::client::Client;
 use http_body_util::BodyExt as _;
 use tokio::sync::mpsc;
 

@@ -21,8 +21,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use bulwark_client::Client;
 use bulwark_fs::{ensure_private_dir, read_private, write_atomic};
-use bulwark_server::client::Client;
 use zeroize::Zeroizing;
 
 /// How the agent runs.

@@ -1,5 +1,6 @@
 //! `bulwark audit key` and `bulwark audit verify --data-dir`: offline checks of a data
-//! directory's journal, reading the SQLite file read-only.
+//! directory's journal, reading the SQLite file read-only; `bulwark audit verify --url`,
+//! the same checks on a running log; `bulwark backup` and `bulwark restore`.
 
 use std::path::Path;
 
@@ -195,7 +196,7 @@ pub async fn verify_url(
     use bulwark_ledger::journal::StoredEntry;
     use bulwark_ledger::tiles::{self, TILE_WIDTH};
 
-    let client = crate::client::Client::new(ca_pem)?.with_bearer(bearer);
+    let client = bulwark_client::Client::new(ca_pem)?.with_bearer(bearer);
     let base = base.trim_end_matches('/');
     let get = |path: String| {
         let client = &client;
