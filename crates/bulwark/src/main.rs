@@ -393,9 +393,6 @@ struct AdminArgs {
     json: bool,
 }
 
-mod agent_cli;
-mod agent_events;
-mod agent_run;
 mod ops_cli;
 mod secrets_cli;
 
@@ -441,7 +438,12 @@ fn main() -> ExitCode {
                     token,
                     dir,
                 },
-        } => block_on(agent_cli::enroll(&server, &ca, &token, &dir)).and_then(|r| r),
+        } => block_on(bulwark_agent::enroll::enroll(&server, &ca, &token, &dir))
+            .and_then(|r| r)
+            .map(|meta| {
+                println!("{meta}");
+                ExitCode::SUCCESS
+            }),
         Command::Agent {
             command:
                 AgentCommand::Run {
@@ -454,7 +456,7 @@ fn main() -> ExitCode {
                 },
         } => {
             bulwark_server::init_logging(&log_level);
-            block_on(agent_run::run(agent_run::RunOptions {
+            block_on(bulwark_agent::run(bulwark_agent::RunOptions {
                 dir,
                 node_api,
                 secrets_file,
@@ -462,6 +464,13 @@ fn main() -> ExitCode {
                 once,
             }))
             .and_then(|r| r)
+            .map(|stopped| {
+                if stopped.success() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            })
         }
         Command::Login {
             server,

@@ -14,7 +14,7 @@ use bulwark_fs::write_atomic;
 use http_body_util::BodyExt as _;
 use tokio::sync::mpsc;
 
-use crate::agent_run::{Identity, backoff, load_identity};
+use crate::run::{Identity, backoff, load_identity};
 
 /// What an admitted envelope asks of the agent's main loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
