@@ -4,7 +4,9 @@
 //! disabling), principals (service principals with client credentials, operator-created
 //! users), relation tuples, and token revocations ([`event`]); and the [`Directory`]
 //! projection folded from them, which every request's authentication and authorization
-//! read ([`state`]). The journal is the source of truth: nothing here is written anywhere
+//! read ([`state`]). The instance's own keys are directory records too: their `key.create`
+//! and `key.retire` events and the [`keys::KeyView`] folded from them ([`keys`]), shared by
+//! the server and the offline KEK rotation. The journal is the source of truth: nothing here is written anywhere
 //! else, and a restart rebuilds it all from the log (or from a signed snapshot and the
 //! tail).
 //!
@@ -15,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod event;
+pub mod keys;
 pub mod state;
 
 pub use event::{Binding, Event, PrincipalKind};

@@ -4,9 +4,9 @@
 //! modes, every connection's peer uid (SO_PEERCRED) must be on the allow-list, so a
 //! loosened directory mode still does not open it. Refusals are counted as
 //! `rejected_total{reason="admin_peer_uid"}` and logged. The protocol is HTTP/1.1 with the
-//! same problem responses as the API.
+//! same problem responses as the API. The client side is `bulwark_client::admin`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
@@ -14,10 +14,9 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::Json;
 use bulwark_http::metrics as m;
-use http_body_util::BodyExt as _;
 use hyper_util::rt::TokioIo;
 use serde_json::json;
-use tokio::net::{UnixListener, UnixStream};
+use tokio::net::UnixListener;
 use tower::ServiceExt as _;
 
 use bulwark_core::{Problem, ProblemCode};
@@ -316,60 +315,6 @@ async fn checkpoint(State(s): State<Arc<AppState>>) -> Result<Json<serde_json::V
     Ok(Json(
         json!({"size": s.journal.ledger.size(), "checkpoint": note}),
     ))
-}
-
-/// Client side: `GET path` over the admin socket; returns the status and JSON body.
-pub async fn request(socket: &Path, path: &str) -> anyhow::Result<(u16, serde_json::Value)> {
-    send(socket, http::Method::GET, path, None).await
-}
-
-/// Client side: `POST path` with a JSON body over the admin socket.
-pub async fn post_json(
-    socket: &Path,
-    path: &str,
-    body: &serde_json::Value,
-) -> anyhow::Result<(u16, serde_json::Value)> {
-    send(socket, http::Method::POST, path, Some(body)).await
-}
-
-async fn send(
-    socket: &Path,
-    method: http::Method,
-    path: &str,
-    body: Option<&serde_json::Value>,
-) -> anyhow::Result<(u16, serde_json::Value)> {
-    let stream = UnixStream::connect(socket)
-        .await
-        .with_context(|| format!("cannot connect to admin socket `{}`", socket.display()))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .context("admin socket handshake")?;
-    tokio::spawn(conn);
-    let bytes = body.map(|b| b.to_string()).unwrap_or_default();
-    let req = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header(http::header::HOST, "admin")
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(http_body_util::Full::new(axum::body::Bytes::from(bytes)))
-        .context("building request")?;
-    let resp = sender
-        .send_request(req)
-        .await
-        .context("the server closed the admin connection (is this uid on the allow-list?)")?;
-    let status = resp.status().as_u16();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .context("reading admin response")?;
-    let value = serde_json::from_slice(&body.to_bytes()).context("admin response is not JSON")?;
-    Ok((status, value))
-}
-
-/// Where the admin socket of a data directory is.
-pub fn default_socket(data_dir: &Path) -> PathBuf {
-    data_dir.join("admin.sock")
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, UnixListener};
 use crate::config::Config;
 use crate::readiness::Readiness;
 use crate::state::{self, AppState};
-use crate::{admin, authn, events, fsutil, ops, pki, projections, readiness, tls, wiring};
+use crate::{admin, authn, events, ops, pki, readiness, tls, wiring};
 
 /// A built server: bound listeners and composed routers, not yet serving.
 pub struct App {
@@ -26,7 +26,7 @@ pub struct App {
     metrics: PrometheusHandle,
     readiness_interval: Duration,
     limits: bulwark_http::Limits,
-    _dir_lock: Option<fsutil::DirLock>,
+    _dir_lock: Option<bulwark_fs::DirLock>,
 }
 
 /// A TLS listener and what it serves.
@@ -59,7 +59,7 @@ impl Config {
                 epoch.send_modify(|e| *e = e.wrapping_add(1));
             }));
         }
-        let key_view = Arc::new(projections::KeyView::default());
+        let key_view = Arc::new(bulwark_directory::keys::KeyView::default());
         let secrets_view = Arc::new(bulwark_secrets::view::SecretsView::default());
         let events_view = Arc::new(events::EventsView::default());
         let ledger = wiring::open_ledger(

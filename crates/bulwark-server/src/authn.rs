@@ -23,6 +23,7 @@ use axum::response::{IntoResponse, Response};
 use bulwark_authz::{Decision, Permission, Reason, Subject};
 use bulwark_core::{Name, Problem, ProblemCode, RequestId, Scope};
 use bulwark_crypto::SigningKey;
+use bulwark_directory::keys::RetiredKey;
 use bulwark_http::ApiProblem;
 use bulwark_identity::Refusal;
 use bulwark_identity::dpop::{self, Nonces};
@@ -137,17 +138,6 @@ impl Auth {
     pub fn token_endpoint(&self) -> String {
         format!("{}/oauth2/token", self.issuer)
     }
-}
-
-/// A retired token key: its id, public key, and when it was retired (Unix ms).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RetiredKey {
-    /// Key id.
-    pub kid: String,
-    /// Raw Ed25519 public key.
-    pub public: [u8; 32],
-    /// When a newer key replaced it.
-    pub retired_ms: u64,
 }
 
 /// How long a retired key stays published and accepted: the longest token lifetime plus

@@ -27,7 +27,7 @@ pub use bulwark_shared::fanout::{
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::fsutil::{read_private, write_atomic};
+use bulwark_fs::{read_private, write_atomic};
 
 /// Envelopes kept per node for resumption.
 pub const BACKLOG: usize = 10_000;

@@ -45,11 +45,6 @@ pub fn install_panic_hook() {
     }));
 }
 
-/// The effective uid of this process (the default admin allow-list).
-pub fn current_uid() -> u32 {
-    process::geteuid().as_raw()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,10 +6,11 @@
 //! server certificate is re-issued on its own, when it is due (a third of its life left) or
 //! does not cover the configured names. In amnesia mode everything lives in memory.
 //!
-//! The root key can go offline (`bulwark admin export-root-key`): it is written to a file
-//! of the operator's choosing and removed from the data directory, leaving a marker
-//! (`ca.key.offline`) so that its absence is a decision, not a loss. The server keeps
-//! working with the intermediate, which then also issues the server certificate.
+//! The root key can go offline (`bulwark admin export-root-key`, in `bulwark-offline`): it
+//! is written to a file of the operator's choosing and removed from the data directory,
+//! leaving a marker (`ca.key.offline`) so that its absence is a decision, not a loss. The
+//! server keeps working with the intermediate, which then also issues the server
+//! certificate.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -22,31 +23,14 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
-use crate::fsutil::{read_private, write_atomic};
+use bulwark_fs::layout::{
+    CA_CERT, CA_KEY, INSTANCE_ID, INTERMEDIATE_CERT, INTERMEDIATE_KEY, JOURNAL_DB, KEK_FILE,
+    LEDGER_KEY, ROOT_OFFLINE, SERVER_CERT, SERVER_KEY, SIGNING_KEY,
+};
+use bulwark_fs::{read_private, write_atomic};
 
 /// Validity of the server's TLS certificate.
 pub const SERVER_CERT_VALIDITY: Duration = Duration::from_secs(30 * 24 * 3600);
-
-const INSTANCE_ID: &str = "instance-id";
-const CA_CERT: &str = "ca.pem";
-const CA_KEY: &str = "ca.key";
-/// Present when the root key was exported and removed on purpose.
-const ROOT_OFFLINE: &str = "ca.key.offline";
-/// The server certificate (chain) in the data directory.
-pub const SERVER_CERT: &str = "server.pem";
-/// The server key in the data directory.
-pub const SERVER_KEY: &str = "server.key";
-/// The KEK file in the data directory.
-pub const KEK_FILE: &str = "kek.key";
-/// The token signing key file in the data directory.
-pub const SIGNING_KEY: &str = "signing.key";
-const LEDGER_KEY: &str = "ledger.key";
-/// The journal database in the data directory.
-pub const JOURNAL_DB: &str = "journal.db";
-
-/// The intermediate CA certificate in the data directory.
-pub const INTERMEDIATE_CERT: &str = "intermediate.pem";
-const INTERMEDIATE_KEY: &str = "intermediate.key";
 
 /// The intermediate CA that signs node and service certificates. No `Debug`.
 pub struct Intermediate {
@@ -449,62 +433,6 @@ fn load_intermediate(dir: &Path) -> anyhow::Result<Option<Intermediate>> {
     }))
 }
 
-/// Takes the root key offline: writes it to `out` (a new file, 0600, synced and read back),
-/// then removes it from `dir`, leaving the `ca.key.offline` marker. Refused while a server
-/// runs on `dir`, when the intermediate is missing (nothing could issue then), or when the
-/// root is offline already. Returns the root's fingerprint.
-pub fn export_root_key(dir: &Path, out: &Path) -> anyhow::Result<String> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let _lock = crate::fsutil::lock_dir(dir)?;
-    if dir.join(ROOT_OFFLINE).exists() {
-        if dir.join(CA_KEY).exists() {
-            // An export stopped after its marker: the key was written out and read back
-            // before the marker was, so finishing means removing it here.
-            std::fs::remove_file(dir.join(CA_KEY)).context("cannot remove the root key")?;
-            crate::fsutil::sync_dir(dir)?;
-            bail!(
-                "an earlier export had written the root key out but not removed it; it is removed now (the exported file is the copy)"
-            );
-        }
-        bail!("the root key of `{}` is offline already", dir.display());
-    }
-    if load_intermediate(dir)?.is_none() {
-        bail!(
-            "`{}` has no intermediate yet: start the server once before taking the root offline",
-            dir.display()
-        );
-    }
-    let key = read_private(&dir.join(CA_KEY))?;
-    let ca_pem = std::fs::read_to_string(dir.join(CA_CERT))
-        .with_context(|| format!("missing `{CA_CERT}`"))?;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(out)
-        .with_context(|| format!("cannot create `{}` (it must not exist)", out.display()))?;
-    f.write_all(key.as_bytes())
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("cannot write `{}`", out.display()))?;
-    drop(f);
-    if read_private(out)?.as_bytes() != key.as_bytes() {
-        bail!(
-            "`{}` does not read back as written; the root key stays",
-            out.display()
-        );
-    }
-    let fingerprint = bulwark_ledger::verify::hex(&bulwark_crypto::sha256(ca_pem.as_bytes()));
-    write_atomic(
-        &dir.join(ROOT_OFFLINE),
-        format!("root key exported; root certificate sha256 {fingerprint}\n").as_bytes(),
-        0o644,
-    )?;
-    std::fs::remove_file(dir.join(CA_KEY)).context("cannot remove the root key")?;
-    crate::fsutil::sync_dir(dir)?;
-    Ok(fingerprint)
-}
-
 fn new_instance_id() -> anyhow::Result<String> {
     let mut b = [0u8; 8];
     bulwark_crypto::fill_random(&mut b)?;
@@ -514,6 +442,7 @@ fn new_instance_id() -> anyhow::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bulwark_offline::keys::export_root_key;
     use std::os::unix::fs::PermissionsExt as _;
 
     fn names() -> Vec<String> {

@@ -12,23 +12,16 @@
 
 pub mod admin;
 mod app;
-pub mod audit_cli;
 pub mod authn;
-pub mod client;
 pub mod config;
 pub mod error;
 pub mod events;
-pub mod fsutil;
 pub mod http;
 pub mod hygiene;
-pub mod kek_rotation;
 pub mod keys;
-pub mod mirror;
 pub mod ops;
 pub mod pki;
-pub mod projections;
 pub mod readiness;
-pub mod remote;
 pub mod state;
 pub mod tls;
 mod wiring;
@@ -38,9 +31,6 @@ use anyhow::Context as _;
 pub use app::App;
 pub use config::{Config, ServeArgs};
 pub use state::AppState;
-
-/// The secret ciphertext store in the data directory.
-pub const SECRETS_DB: &str = "secrets.db";
 
 /// Runs `bulwark serve` until SIGINT or SIGTERM.
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {

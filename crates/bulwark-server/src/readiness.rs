@@ -87,7 +87,7 @@ pub fn spawn_probes(
             let Some(dir) = &dir else { continue };
             let p = dir.join(".ready-probe");
             let outcome = tokio::task::spawn_blocking(move || {
-                crate::fsutil::write_atomic(&p, b"ok\n", 0o600).map_err(|e| format!("{e:#}"))
+                bulwark_fs::write_atomic(&p, b"ok\n", 0o600).map_err(|e| format!("{e:#}"))
             })
             .await
             .unwrap_or_else(|e| Err(format!("probe task failed: {e}")));

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::readiness::Readiness;
-use crate::{events, keys, pki, projections, tls};
+use crate::{events, keys, pki, tls};
 
 /// State shared by the API, node API, OAuth, audit and admin routers.
 pub struct AppState {
@@ -58,7 +58,7 @@ pub struct Journal {
     /// uniqueness rules cannot race.
     pub sequencer: tokio::sync::Mutex<()>,
     /// Instance key metadata, folded from the journal.
-    pub key_view: Arc<projections::KeyView>,
+    pub key_view: Arc<bulwark_directory::keys::KeyView>,
 }
 
 /// Secret custody.

@@ -13,9 +13,10 @@ use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio::sync::watch;
 
-use crate::fsutil::write_atomic;
-use crate::keys::{SERVER_CERT, SERVER_CERT_VALIDITY, SERVER_KEY, server_config};
+use crate::keys::{SERVER_CERT_VALIDITY, server_config};
 use crate::pki::PeerJudge;
+use bulwark_fs::layout::{SERVER_CERT, SERVER_KEY};
+use bulwark_fs::write_atomic;
 
 /// The listeners' TLS configurations and what is needed to replace them.
 pub struct ServerTls {

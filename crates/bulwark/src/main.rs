@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use bulwark_server::{ServeArgs, admin, hygiene};
+use bulwark_client::admin;
+use bulwark_offline::audit as audit_cli;
+use bulwark_server::{ServeArgs, hygiene};
 use clap::{Parser, Subcommand};
 
 /// Bulwark: the security control plane of a multi-tenant platform.
@@ -391,9 +393,6 @@ struct AdminArgs {
     json: bool,
 }
 
-mod agent_cli;
-mod agent_events;
-mod agent_run;
 mod ops_cli;
 mod secrets_cli;
 
@@ -419,7 +418,7 @@ fn main() -> ExitCode {
         } => admin_rotate_tls(admin, cert.as_deref(), key.as_deref()),
         Command::Admin {
             command: AdminCommand::ExportRootKey { data, out },
-        } => bulwark_server::keys::export_root_key(&data.path, &out).map(|fp| {
+        } => bulwark_offline::keys::export_root_key(&data.path, &out).map(|fp| {
             println!(
                 "the root key is in `{}` and no longer in `{}` (root certificate sha256 {fp}); keep it offline",
                 out.display(),
@@ -439,7 +438,12 @@ fn main() -> ExitCode {
                     token,
                     dir,
                 },
-        } => block_on(agent_cli::enroll(&server, &ca, &token, &dir)).and_then(|r| r),
+        } => block_on(bulwark_agent::enroll::enroll(&server, &ca, &token, &dir))
+            .and_then(|r| r)
+            .map(|meta| {
+                println!("{meta}");
+                ExitCode::SUCCESS
+            }),
         Command::Agent {
             command:
                 AgentCommand::Run {
@@ -452,7 +456,7 @@ fn main() -> ExitCode {
                 },
         } => {
             bulwark_server::init_logging(&log_level);
-            block_on(agent_run::run(agent_run::RunOptions {
+            block_on(bulwark_agent::run(bulwark_agent::RunOptions {
                 dir,
                 node_api,
                 secrets_file,
@@ -460,6 +464,13 @@ fn main() -> ExitCode {
                 once,
             }))
             .and_then(|r| r)
+            .map(|stopped| {
+                if stopped.success() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            })
         }
         Command::Login {
             server,
@@ -480,7 +491,7 @@ fn main() -> ExitCode {
             command: SelftestCommand::PanicHook,
         } => selftest_panic_hook(),
         Command::Backup { data, out } => {
-            bulwark_server::audit_cli::backup(&data.path, &out).map(|r| report(&r, true, 1))
+            audit_cli::backup(&data.path, &out).map(|r| report(&r, true, 1))
         }
         Command::Restore {
             data,
@@ -489,7 +500,7 @@ fn main() -> ExitCode {
             vkey,
             replace,
         } => read(&trusted_checkpoint, "--trusted-checkpoint").and_then(|note| {
-            bulwark_server::audit_cli::restore(&data.path, &from, &note, vkey.as_deref(), replace)
+            audit_cli::restore(&data.path, &from, &note, vkey.as_deref(), replace)
                 .map(|r| report(&r, true, 1))
         }),
     };
@@ -497,7 +508,6 @@ fn main() -> ExitCode {
 }
 
 fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
-    use bulwark_server::audit_cli;
     match command {
         AuditCommand::Key { data } => {
             println!("{}", audit_cli::vkey(&data.path)?);
@@ -559,7 +569,7 @@ fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
             vkey,
         } => {
             let ca_pem = read(&ca, "--ca")?;
-            let r = block_on(bulwark_server::mirror::run_once(
+            let r = block_on(bulwark_offline::mirror::run_once(
                 &from,
                 &dir,
                 &ca_pem,
@@ -614,7 +624,7 @@ fn block_on<F: std::future::Future>(f: F) -> anyhow::Result<F::Output> {
 fn serve(args: ServeArgs) -> ExitCode {
     let cfg = match args
         .with_file()
-        .and_then(|a| a.resolve(hygiene::current_uid()))
+        .and_then(|a| a.resolve(bulwark_fs::current_uid()))
     {
         Ok(c) => c,
         Err(e) => return fail(&e),
@@ -638,52 +648,44 @@ fn serve(args: ServeArgs) -> ExitCode {
 }
 
 fn admin_status(args: AdminArgs) -> anyhow::Result<ExitCode> {
-    let socket = args
-        .socket
-        .unwrap_or_else(|| admin::default_socket(&args.data.path));
-    match block_on(admin::request(&socket, "/v1/admin/status"))?? {
-        (200, body) if args.json => {
-            println!("{body}");
-            Ok(ExitCode::SUCCESS)
-        }
-        (200, body) => {
-            let s = |k: &str| body.get(k).map(ToString::to_string).unwrap_or_default();
-            println!("instance   {}", s("instance_id").trim_matches('"'));
-            println!("version    {}", s("version").trim_matches('"'));
-            println!("ready      {}", s("ready"));
-            println!("listen     {}", s("listen").trim_matches('"'));
-            println!("uptime     {}s", s("uptime_seconds"));
-            Ok(ExitCode::SUCCESS)
-        }
-        (status, body) => anyhow::bail!("admin socket answered {status}: {body}"),
+    let body = block_on(admin::status(&socket(&args)))??;
+    if args.json {
+        println!("{body}");
+    } else {
+        let s = |k: &str| body.get(k).map(ToString::to_string).unwrap_or_default();
+        println!("instance   {}", s("instance_id").trim_matches('"'));
+        println!("version    {}", s("version").trim_matches('"'));
+        println!("ready      {}", s("ready"));
+        println!("listen     {}", s("listen").trim_matches('"'));
+        println!("uptime     {}s", s("uptime_seconds"));
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The admin socket: `--socket`, else `<data-dir>/admin.sock`.
+fn socket(args: &AdminArgs) -> PathBuf {
+    args.socket
+        .clone()
+        .unwrap_or_else(|| admin::default_socket(&args.data.path))
 }
 
 fn admin_bootstrap(args: AdminArgs, token_binding: &str) -> anyhow::Result<ExitCode> {
-    let socket = args
-        .socket
-        .unwrap_or_else(|| admin::default_socket(&args.data.path));
-    let body = serde_json::json!({ "token_binding": token_binding });
-    match block_on(admin::post_json(&socket, "/v1/admin/bootstrap", &body))?? {
-        (200, body) if args.json => {
-            let out = serde_json::json!({
-                "client_id": body["client_id"],
-                "client_secret": body["client_secret"],
-            });
-            println!("{out}");
-            Ok(ExitCode::SUCCESS)
-        }
-        (200, body) => {
-            let s = |k: &str| body[k].as_str().unwrap_or_default().to_owned();
-            println!("client_id       {}", s("client_id"));
-            println!("client_secret   {}", s("client_secret"));
-            println!("token_binding   {}", s("token_binding"));
-            println!("token_endpoint  {}", s("token_endpoint"));
-            eprintln!("The secret is shown once: store it now.");
-            Ok(ExitCode::SUCCESS)
-        }
-        (status, body) => anyhow::bail!("admin socket answered {status}: {body}"),
+    let body = block_on(admin::bootstrap(&socket(&args), token_binding))??;
+    if args.json {
+        let out = serde_json::json!({
+            "client_id": body["client_id"],
+            "client_secret": body["client_secret"],
+        });
+        println!("{out}");
+    } else {
+        let s = |k: &str| body[k].as_str().unwrap_or_default().to_owned();
+        println!("client_id       {}", s("client_id"));
+        println!("client_secret   {}", s("client_secret"));
+        println!("token_binding   {}", s("token_binding"));
+        println!("token_endpoint  {}", s("token_endpoint"));
+        eprintln!("The secret is shown once: store it now.");
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn rotate_kek(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
@@ -696,7 +698,7 @@ fn rotate_kek(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let r = block_on(bulwark_server::kek_rotation::rotate_kek(
+    let r = block_on(bulwark_offline::kek_rotation::rotate_kek(
         dir,
         |done, total| {
             if terminal {
@@ -717,48 +719,15 @@ fn admin_rotate_tls(
     cert: Option<&std::path::Path>,
     key: Option<&std::path::Path>,
 ) -> anyhow::Result<ExitCode> {
-    let socket = args
-        .socket
-        .unwrap_or_else(|| admin::default_socket(&args.data.path));
-    let body = match (cert, key) {
-        (Some(c), Some(k)) => {
-            let cert_pem = std::fs::read_to_string(c)
-                .with_context(|| format!("cannot read `{}`", c.display()))?;
-            let key_pem = bulwark_server::fsutil::read_private(k)?;
-            serde_json::json!({"cert_pem": cert_pem, "key_pem": key_pem.as_str()})
-        }
-        _ => serde_json::json!({}),
-    };
-    match block_on(admin::post_json(&socket, "/v1/admin/tls/rotate", &body))?? {
-        (200, body) => {
-            println!("{body}");
-            Ok(ExitCode::SUCCESS)
-        }
-        (status, body) => anyhow::bail!(
-            "{}",
-            body["detail"].as_str().map_or_else(
-                || format!("admin socket answered {status}: {body}"),
-                str::to_owned
-            )
-        ),
-    }
+    let body = block_on(admin::rotate_server_cert(&socket(&args), cert, key))??;
+    println!("{body}");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn admin_rotate(args: AdminArgs) -> anyhow::Result<ExitCode> {
-    let socket = args
-        .socket
-        .unwrap_or_else(|| admin::default_socket(&args.data.path));
-    match block_on(admin::post_json(
-        &socket,
-        "/v1/admin/keys/signing/rotate",
-        &serde_json::json!({}),
-    ))?? {
-        (200, body) => {
-            println!("{body}");
-            Ok(ExitCode::SUCCESS)
-        }
-        (status, body) => anyhow::bail!("admin socket answered {status}: {body}"),
-    }
+    let body = block_on(admin::rotate_signing_key(&socket(&args)))??;
+    println!("{body}");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn fail(e: &anyhow::Error) -> ExitCode {

@@ -15,8 +15,9 @@ use bulwark_crypto::SigningKey;
 
 use crate::AppState;
 use crate::authn::live_retired;
+use bulwark_directory::keys::{KeyCreated, KeyRetired};
+
 use crate::error::Error;
-use crate::projections::{KeyCreated, KeyRetired};
 
 /// The key-view purpose of the token signing key.
 pub const PURPOSE: &str = "signing";
@@ -54,8 +55,8 @@ pub async fn rotate(state: &AppState, actor: &str) -> Result<(String, String), E
         .await
         .map_err(Error::from)?;
     if let Some(dir) = &state.runtime.data_dir {
-        crate::fsutil::write_atomic(
-            &dir.join(crate::keys::SIGNING_KEY),
+        bulwark_fs::write_atomic(
+            &dir.join(bulwark_fs::layout::SIGNING_KEY),
             new.encode().as_bytes(),
             0o600,
         )

@@ -4,7 +4,8 @@ use anyhow::Context as _;
 
 use crate::config::Config;
 use crate::keys::InstanceKeys;
-use crate::{fsutil, kek_rotation, projections};
+use bulwark_directory::keys as projections;
+use bulwark_fs::{self as fsutil, layout};
 
 /// The data directory held for the server's lifetime, and the keys loaded from it (or
 /// made in memory in amnesia mode).
@@ -25,7 +26,7 @@ impl DataDir {
             Some(dir) => {
                 fsutil::ensure_private_dir(dir)?;
                 let lock = fsutil::lock_dir(dir)?;
-                if dir.join(kek_rotation::KEK_NEXT_FILE).exists() {
+                if dir.join(layout::KEK_NEXT_FILE).exists() {
                     anyhow::bail!(
                         "a KEK rotation is in progress in `{}`: run `bulwark keys rotate-kek --data-dir {}` to finish it",
                         dir.display(),

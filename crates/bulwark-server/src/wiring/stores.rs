@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use crate::config::Config;
-use crate::keys::{self, InstanceKeys};
+use crate::keys::InstanceKeys;
 
 /// Opens the journal. A journal that does not verify stops start-up: serving on top of a
 /// tampered log would hide it.
@@ -17,7 +17,7 @@ pub fn open_ledger(
 ) -> anyhow::Result<bulwark_ledger::Ledger> {
     let journal: Box<dyn bulwark_ledger::journal::Journal> = match &cfg.data_dir {
         Some(dir) => Box::new(
-            bulwark_store::SqliteJournal::open(&dir.join(keys::JOURNAL_DB))
+            bulwark_store::SqliteJournal::open(&dir.join(bulwark_fs::layout::JOURNAL_DB))
                 .context("opening the journal")?,
         ),
         None => Box::new(bulwark_store::MemoryJournal::new()),
@@ -43,7 +43,7 @@ pub fn open_ledger(
 pub fn open_secret_blobs(cfg: &Config) -> anyhow::Result<Arc<dyn bulwark_store::SecretBlobs>> {
     Ok(match &cfg.data_dir {
         Some(dir) => Arc::new(
-            bulwark_store::SqliteSecrets::open(&dir.join(crate::SECRETS_DB))
+            bulwark_store::SqliteSecrets::open(&dir.join(bulwark_fs::layout::SECRETS_DB))
                 .context("opening the secret store")?,
         ),
         None => Arc::new(bulwark_store::MemorySecrets),

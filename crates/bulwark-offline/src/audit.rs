@@ -1,20 +1,20 @@
 //! `bulwark audit key` and `bulwark audit verify --data-dir`: offline checks of a data
-//! directory's journal, reading the SQLite file read-only.
+//! directory's journal, reading the SQLite file read-only; `bulwark audit verify --url`,
+//! the same checks on a running log; `bulwark backup` and `bulwark restore`.
 
 use std::path::Path;
 
 use anyhow::Context as _;
 use bulwark_crypto::SigningKey;
+use bulwark_fs::layout::{ADMIN_SOCKET, INSTANCE_ID, JOURNAL_DB, LEDGER_KEY};
 use bulwark_ledger::checkpoint::{NoteSigner, NoteVerifier};
 use bulwark_ledger::journal::Journal as _;
 pub use bulwark_ledger::verify::Report;
 use bulwark_ledger::verify::Verifier;
 use bulwark_store::SqliteJournal;
 
-use crate::keys::JOURNAL_DB;
-
 fn origin(dir: &Path) -> anyhow::Result<String> {
-    let id = std::fs::read_to_string(dir.join("instance-id"))
+    let id = std::fs::read_to_string(dir.join(INSTANCE_ID))
         .with_context(|| format!("`{}` is not a Bulwark data directory", dir.display()))?;
     Ok(format!("bulwark/{}", id.trim()))
 }
@@ -22,7 +22,7 @@ fn origin(dir: &Path) -> anyhow::Result<String> {
 /// The journal's verifier key (C2SP vkey) of the data directory at `dir`.
 pub fn vkey(dir: &Path) -> anyhow::Result<String> {
     let origin = origin(dir)?;
-    let key = SigningKey::decode(&crate::fsutil::read_private(&dir.join("ledger.key"))?)
+    let key = SigningKey::decode(&bulwark_fs::read_private(&dir.join(LEDGER_KEY))?)
         .context("`ledger.key` is not a valid key")?;
     Ok(NoteSigner::new(origin, &key)?.vkey())
 }
@@ -115,7 +115,7 @@ pub fn restore(
     replace: bool,
 ) -> anyhow::Result<Report> {
     // Never beside a running server.
-    let _lock = crate::fsutil::lock_dir(dir)?;
+    let _lock = bulwark_fs::lock_dir(dir)?;
     let origin = origin(dir)?;
     let vkey = match vkey_override {
         Some(v) => v.to_owned(),
@@ -144,7 +144,7 @@ pub fn restore(
     {
         anyhow::bail!("refusing the backup: it does not contain the trusted checkpoint's tree");
     }
-    let socket = dir.join("admin.sock");
+    let socket = dir.join(ADMIN_SOCKET);
     if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
         anyhow::bail!("a server is running on `{}`: stop it first", dir.display());
     }
@@ -172,7 +172,7 @@ pub fn restore(
     let _ = std::fs::remove_file(&tmp);
     bulwark_store::backup_file(from, &tmp).context("copying the backup")?;
     std::fs::rename(&tmp, &target).context("installing the restored journal")?;
-    crate::fsutil::sync_dir(dir)?;
+    bulwark_fs::sync_dir(dir)?;
     Ok(report)
 }
 
@@ -196,7 +196,7 @@ pub async fn verify_url(
     use bulwark_ledger::journal::StoredEntry;
     use bulwark_ledger::tiles::{self, TILE_WIDTH};
 
-    let client = crate::client::Client::new(ca_pem)?.with_bearer(bearer);
+    let client = bulwark_client::Client::new(ca_pem)?.with_bearer(bearer);
     let base = base.trim_end_matches('/');
     let get = |path: String| {
         let client = &client;

@@ -15,8 +15,9 @@ use bulwark_identity::jose::{b64, now_secs};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use bulwark_fs::{ensure_private_dir, read_private, write_atomic};
+
 use crate::client::Client;
-use crate::fsutil::{ensure_private_dir, read_private, write_atomic};
 
 /// A saved login. Not `Debug`: it holds a client secret and a private key.
 #[derive(Serialize, Deserialize)]
@@ -45,6 +46,11 @@ impl Profile {
             None => PathBuf::from(std::env::var_os("HOME").context("no HOME")?).join(".config"),
         };
         Ok(base.join("bulwark").join("profile.json"))
+    }
+
+    /// `path`, else [`Profile::default_path`].
+    pub fn path_or_default(path: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+        path.map_or_else(Self::default_path, Ok)
     }
 
     /// Reads a profile (refused if readable by others).
@@ -150,7 +156,46 @@ fn form_escape(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
+/// `bulwark login`: a profile for `server` (trusting `ca_pem`) with the client's
+/// credentials and a fresh DPoP key, checked by getting a token with `scope`, then saved
+/// 0600 at `path` (default: [`Profile::default_path`]). Returns the profile and where it
+/// was saved.
+pub async fn login(
+    server: &str,
+    ca_pem: String,
+    client_id: &str,
+    client_secret: Zeroizing<String>,
+    scope: &str,
+    path: Option<PathBuf>,
+) -> anyhow::Result<(Profile, PathBuf)> {
+    if client_secret.is_empty() {
+        bail!("give the client secret on stdin (it is never read from the command line)");
+    }
+    let key = SigningKey::generate()?;
+    let p = Profile {
+        server: server.trim_end_matches('/').to_owned(),
+        ca_pem,
+        client_id: client_id.to_owned(),
+        client_secret,
+        dpop_key: key.encode(),
+    };
+    let mut session = Session::new(&p)?;
+    session.login(scope).await?;
+    let path = Profile::path_or_default(path)?;
+    p.save(&path)?;
+    Ok((p, path))
+}
+
 impl Session {
+    /// Loads the profile at `path` (default: [`Profile::default_path`]) and logs in with
+    /// `scope`.
+    pub async fn open(path: Option<PathBuf>, scope: &str) -> anyhow::Result<Self> {
+        let p = Profile::load(&Profile::path_or_default(path)?)?;
+        let mut s = Self::new(&p)?;
+        s.login(scope).await?;
+        Ok(s)
+    }
+
     /// A session for `profile`; the first call fetches a token.
     pub fn new(profile: &Profile) -> anyhow::Result<Self> {
         Ok(Self {

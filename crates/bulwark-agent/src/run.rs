@@ -7,7 +7,7 @@
 //! exponential backoff and full jitter and keeps the last good file. Logs are JSON lines
 //! on stdout; they name counts and statuses, never values.
 //!
-//! It also follows the node's signed event stream ([`crate::agent_events`]), verifying
+//! It also follows the node's signed event stream ([`crate::events`]), verifying
 //! every envelope itself: `secrets.changed` refetches now, `cert.renew` renews now,
 //! `node.quarantine` wipes the secrets file and stops.
 //!
@@ -17,13 +17,14 @@
 //! start (the pair that matches wins).
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use bulwark_server::client::Client;
-use bulwark_server::fsutil::{ensure_private_dir, read_private, write_atomic};
+use bulwark_client::Client;
+use bulwark_fs::{ensure_private_dir, read_private, write_atomic};
 use zeroize::Zeroizing;
+
+use crate::events::Action;
 
 /// How the agent runs.
 pub struct RunOptions {
@@ -37,6 +38,26 @@ pub struct RunOptions {
     pub interval: Duration,
     /// One round, then exit (non-zero if it failed).
     pub once: bool,
+}
+
+/// Why [`run`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// SIGTERM or SIGINT.
+    Signal,
+    /// A verified `node.quarantine`: the secrets file was wiped.
+    Quarantined,
+    /// `once`: the round succeeded.
+    OnceSucceeded,
+    /// `once`: the round failed (logged).
+    OnceFailed,
+}
+
+impl Stopped {
+    /// Whether the agent ended as it should (everything but a failed `once` round).
+    pub fn success(self) -> bool {
+        self != Self::OnceFailed
+    }
 }
 
 /// The longest wait between retries.
@@ -55,7 +76,7 @@ pub(crate) struct Identity {
 }
 
 /// Runs the agent until SIGTERM/SIGINT (or one round with `once`).
-pub async fn run(opts: RunOptions) -> anyhow::Result<ExitCode> {
+pub async fn run(opts: RunOptions) -> anyhow::Result<Stopped> {
     let secrets_file = opts
         .secrets_file
         .clone()
@@ -73,7 +94,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<ExitCode> {
     // Instructions from the signed event bus (verified by the follower itself).
     let (tx, mut actions) = tokio::sync::mpsc::channel(16);
     if !opts.once {
-        tokio::spawn(crate::agent_events::follow(
+        tokio::spawn(crate::events::follow(
             opts.dir.clone(),
             opts.node_api.clone(),
             tx,
@@ -87,7 +108,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<ExitCode> {
             Ok(()) => {
                 failures = 0;
                 if opts.once {
-                    return Ok(ExitCode::SUCCESS);
+                    return Ok(Stopped::OnceSucceeded);
                 }
                 jittered(opts.interval)
             }
@@ -101,7 +122,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<ExitCode> {
                     "round failed; the last good secrets file is kept"
                 );
                 if opts.once {
-                    return Ok(ExitCode::FAILURE);
+                    return Ok(Stopped::OnceFailed);
                 }
                 wait
             }
@@ -110,19 +131,19 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<ExitCode> {
             () = tokio::time::sleep(wait) => {}
             () = &mut stop => {
                 tracing::info!("agent stopping");
-                return Ok(ExitCode::SUCCESS);
+                return Ok(Stopped::Signal);
             }
             Some(action) = actions.recv() => match action {
-                crate::agent_events::Action::Refetch => {}
-                crate::agent_events::Action::Renew => force_renew = true,
-                crate::agent_events::Action::Quarantine => {
+                Action::Refetch => {}
+                Action::Renew => force_renew = true,
+                Action::Quarantine => {
                     match std::fs::remove_file(&secrets_file) {
                         Ok(()) => {}
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                         Err(e) => tracing::error!(error = %e, "could not wipe the secrets file"),
                     }
                     tracing::warn!("quarantined: secrets file wiped, agent stopping");
-                    return Ok(ExitCode::SUCCESS);
+                    return Ok(Stopped::Quarantined);
                 }
             },
         }
@@ -136,7 +157,7 @@ async fn round(
     force_renew: bool,
 ) -> anyhow::Result<()> {
     let mut id = load_identity(&opts.dir, opts.node_api.as_deref())?;
-    let now = crate::agent_events::now();
+    let now = crate::events::now();
     if force_renew || due_for_renewal(id.not_before, id.not_after, now) {
         renew(&opts.dir, &id).await?;
         id = load_identity(&opts.dir, opts.node_api.as_deref())?;
@@ -201,7 +222,7 @@ async fn renew(dir: &Path, id: &Identity) -> anyhow::Result<()> {
     write_atomic(&dir.join("node.pem"), chain.as_bytes(), 0o644)?;
     std::fs::rename(dir.join("node.key.next"), dir.join("node.key"))
         .context("cannot replace node.key")?;
-    bulwark_server::fsutil::sync_dir(dir)?;
+    bulwark_fs::sync_dir(dir)?;
     tracing::info!(
         serial = v["serial"].as_str().unwrap_or_default(),
         not_after = v["not_after"].as_i64().unwrap_or_default(),

@@ -1,5 +1,5 @@
-//! File-system helpers for key material and the data directory: private modes, atomic
-//! replacement, fsync of file and directory.
+//! File-system helpers for key material, the data directory and the agent's directory:
+//! private modes, atomic replacement, fsync of file and directory, the directory lock.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write as _;
@@ -66,7 +66,7 @@ pub struct DirLock(#[allow(dead_code)] fs::File);
 
 /// Takes the data directory's lock, or says who must stop first.
 pub fn lock_dir(dir: &Path) -> anyhow::Result<DirLock> {
-    let path = dir.join("lock");
+    let path = dir.join(crate::layout::LOCK);
     let f = OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -88,6 +88,24 @@ pub fn sync_dir(dir: &Path) -> anyhow::Result<()> {
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .with_context(|| format!("cannot sync directory `{}`", dir.display()))
+}
+
+/// Writes `data` to `path` with `mode`, in a 0700 directory, via a temporary file and a
+/// rename (the directory is created 0700 if missing; a wider existing one is refused). A
+/// bare file name is written in the current directory.
+pub fn write_in_private_dir(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."));
+    ensure_private_dir(dir)?;
+    write_atomic(path, data, mode)
+}
+
+/// The effective uid of this process (the default admin allow-list, the `actor` of
+/// offline commands).
+pub fn current_uid() -> u32 {
+    rustix::process::geteuid().as_raw()
 }
 
 /// Reads a file that holds key material, refusing it if group or others can read it.

@@ -145,7 +145,7 @@ impl Client {
         for (name, value) in headers {
             req = req.header(name, value.as_str());
         }
-        let req = req.body(Full::new(axum::body::Bytes::from(body)))?;
+        let req = req.body(Full::new(bytes::Bytes::from(body)))?;
         sender.send_request(req).await.context("request failed")
     }
 }

@@ -17,17 +17,15 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use bulwark_crypto::{Kek, SigningKey};
+use bulwark_directory::keys::{KeyCreated, KeyView};
+use bulwark_fs::layout::{
+    INSTANCE_ID, JOURNAL_DB, KEK_FILE, KEK_NEXT_FILE, LEDGER_KEY, SECRETS_DB,
+};
+use bulwark_fs::{read_private, sync_dir, write_atomic};
 use bulwark_secrets::envelope::{self, Coordinates, Envelope};
 use bulwark_secrets::view::{SecretEvent, SecretKey, SecretsView, VersionState, digest};
 use bulwark_store::{SecretBlobs as _, SecretRow, SqliteSecrets};
 use serde::Serialize;
-
-use crate::fsutil::{read_private, sync_dir, write_atomic};
-use crate::keys::{JOURNAL_DB, KEK_FILE};
-use crate::projections::{KeyCreated, KeyView};
-
-/// The new KEK while a rotation is in progress.
-pub const KEK_NEXT_FILE: &str = "kek.next.key";
 
 /// What a rotation did.
 #[derive(Debug, Serialize)]
@@ -50,13 +48,13 @@ pub struct RotationReport {
 }
 
 fn actor() -> String {
-    format!("admin:uid{}", crate::hygiene::current_uid())
+    format!("admin:uid{}", bulwark_fs::current_uid())
 }
 
 /// Runs (or resumes) a KEK rotation in `dir`. `progress(done, total)` after each version.
 pub async fn rotate_kek(dir: &Path, progress: impl Fn(u64, u64)) -> anyhow::Result<RotationReport> {
     // The server holds this lock for its whole life (whatever its admin socket).
-    let _lock = crate::fsutil::lock_dir(dir)?;
+    let _lock = bulwark_fs::lock_dir(dir)?;
     let kek_path = dir.join(KEK_FILE);
     let next_path = dir.join(KEK_NEXT_FILE);
     if !kek_path.exists() {
@@ -84,9 +82,9 @@ pub async fn rotate_kek(dir: &Path, progress: impl Fn(u64, u64)) -> anyhow::Resu
     }
 
     // The journal, with every view the server folds (so a snapshot it writes is complete).
-    let id = std::fs::read_to_string(dir.join("instance-id"))
+    let id = std::fs::read_to_string(dir.join(INSTANCE_ID))
         .with_context(|| format!("`{}` is not a Bulwark data directory", dir.display()))?;
-    let ledger_key = SigningKey::decode(&read_private(&dir.join("ledger.key"))?)?;
+    let ledger_key = SigningKey::decode(&read_private(&dir.join(LEDGER_KEY))?)?;
     let key_view = Arc::new(KeyView::default());
     let secrets_view = Arc::new(SecretsView::default());
     let directory = Arc::new(bulwark_directory::DirectoryView::default());
@@ -103,7 +101,7 @@ pub async fn rotate_kek(dir: &Path, progress: impl Fn(u64, u64)) -> anyhow::Resu
     )
     .map_err(|e| anyhow::anyhow!("the journal does not verify: {e}"))?;
 
-    let store = SqliteSecrets::open(&dir.join(crate::SECRETS_DB))?;
+    let store = SqliteSecrets::open(&dir.join(SECRETS_DB))?;
     let rows: Vec<SecretRow> = store
         .load_all()?
         .into_iter()

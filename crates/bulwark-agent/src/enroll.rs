@@ -3,15 +3,20 @@
 //! (0600), `node.pem` (certificate and intermediate), `ca.pem`, `node.json`.
 
 use std::path::Path;
-use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
-use bulwark_server::client::Client;
-use bulwark_server::fsutil::{ensure_private_dir, write_atomic};
+use bulwark_client::Client;
+use bulwark_fs::{ensure_private_dir, write_atomic};
 use zeroize::Zeroizing;
 
-/// Enrols this node.
-pub async fn enroll(server: &str, ca: &Path, token: &str, dir: &Path) -> anyhow::Result<ExitCode> {
+/// Enrols this node; returns what `node.json` records (server, SPIFFE id, certificate
+/// end, node API).
+pub async fn enroll(
+    server: &str,
+    ca: &Path,
+    token: &str,
+    dir: &Path,
+) -> anyhow::Result<serde_json::Value> {
     let ca_pem =
         std::fs::read_to_string(ca).with_context(|| format!("cannot read `{}`", ca.display()))?;
     ensure_private_dir(dir)?;
@@ -55,6 +60,5 @@ pub async fn enroll(server: &str, ca: &Path, token: &str, dir: &Path) -> anyhow:
         serde_json::to_string_pretty(&meta)?.as_bytes(),
         0o644,
     )?;
-    println!("{meta}");
-    Ok(ExitCode::SUCCESS)
+    Ok(meta)
 }

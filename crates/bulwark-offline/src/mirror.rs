@@ -12,7 +12,7 @@ use bulwark_ledger::tiles::{self, TILE_WIDTH};
 use bulwark_ledger::verify::{hex, unhex};
 use serde::Serialize;
 
-use crate::client::Client;
+use bulwark_client::Client;
 
 /// The result of one mirror run.
 #[derive(Debug, Serialize)]

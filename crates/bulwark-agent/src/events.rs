@@ -7,14 +7,14 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
+use bulwark_client::Client;
 use bulwark_events::gate::{NonceCache, admit_batch_at_agent};
 use bulwark_events::{Envelope, KeyRing, PublishedKey, Refusal};
-use bulwark_server::client::Client;
-use bulwark_server::fsutil::write_atomic;
+use bulwark_fs::write_atomic;
 use http_body_util::BodyExt as _;
 use tokio::sync::mpsc;
 
-use crate::agent_run::{Identity, backoff, load_identity};
+use crate::run::{Identity, backoff, load_identity};
 
 /// What an admitted envelope asks of the agent's main loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

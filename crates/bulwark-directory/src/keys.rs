@@ -1,6 +1,9 @@
-//! The first projection: metadata of the instance's keys (purpose, kid, algorithm, the
-//! journal entry that created it, active or retired), folded from `key.create` entries.
-//! Later issues rotate keys by appending more of them.
+//! The instance's keys as the journal knows them: the `key.create` and `key.retire`
+//! events, the `instance.start` event, and the [`KeyView`] projection folded from them
+//! (purpose, kid, algorithm, the journal entry that created it, active or retired, and the
+//! public half of retired token signing keys, which keeps verifying until their tokens have
+//! expired). The server journals and folds them; the offline KEK rotation folds them too
+//! and journals the new KEK. Never a private key: only ids, algorithms and public halves.
 
 use std::collections::BTreeMap;
 use std::sync::RwLock;
@@ -92,6 +95,17 @@ pub struct KeyRecord {
     pub retired_ms: Option<u64>,
 }
 
+/// A retired token key: its id, public key, and when it was retired (Unix ms).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetiredKey {
+    /// Key id.
+    pub kid: String,
+    /// Raw Ed25519 public key.
+    pub public: [u8; 32],
+    /// When a newer key replaced it.
+    pub retired_ms: u64,
+}
+
 /// Keys by purpose, newest last.
 #[derive(Debug, Default)]
 pub struct KeyView {
@@ -118,7 +132,7 @@ impl KeyView {
 
 impl KeyView {
     /// Retired keys of `purpose` with a journaled public half, except `active_kid`.
-    pub fn retired(&self, purpose: &str, active_kid: &str) -> Vec<crate::authn::RetiredKey> {
+    pub fn retired(&self, purpose: &str, active_kid: &str) -> Vec<RetiredKey> {
         use base64::Engine as _;
         let Ok(m) = self.by_purpose.read() else {
             return Vec::new();
@@ -131,7 +145,7 @@ impl KeyView {
                         let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
                             .decode(k.public.as_deref()?)
                             .ok()?;
-                        Some(crate::authn::RetiredKey {
+                        Some(RetiredKey {
                             kid: k.kid.clone(),
                             public: raw.try_into().ok()?,
                             retired_ms: k.retired_ms?,
