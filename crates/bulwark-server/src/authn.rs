@@ -27,7 +27,6 @@ use bulwark_directory::keys::RetiredKey;
 use bulwark_http::ApiProblem;
 use bulwark_identity::Refusal;
 use bulwark_identity::dpop::{self, Nonces};
-use bulwark_identity::replay::ReplayCache;
 use bulwark_identity::token::{AccessClaims, AccessVerifier, Minter};
 use bulwark_ledger::entry::{Draft, EntryData, Kind, Outcome};
 use http::request::Parts;
@@ -38,8 +37,6 @@ use crate::AppState;
 
 /// DPoP proof algorithms we accept, as advertised in challenges and metadata.
 pub const DPOP_ALGS: &str = "EdDSA ES256";
-/// How many DPoP proof and assertion ids the replay cache holds.
-pub const REPLAY_CAPACITY: usize = 1 << 20;
 
 /// The token service's keys and policy.
 pub struct Auth {
@@ -48,10 +45,6 @@ pub struct Auth {
     keys: std::sync::RwLock<Arc<KeySet>>,
     /// DPoP server nonces.
     pub nonces: Nonces,
-    /// Single-use ids of DPoP proofs (remembered for the ±30 s `iat` window).
-    pub replay: ReplayCache,
-    /// Single-use ids of client assertions (remembered until they could expire).
-    pub assertion_replay: ReplayCache,
     /// Access token lifetime.
     pub ttl: i64,
     /// Whether the token endpoint demands a nonce.
@@ -62,8 +55,9 @@ pub struct Auth {
     verified: bulwark_identity::token::VerifiedTokens,
     /// Bounds concurrent Argon2id verifications (19 MiB each) to twice the cores.
     pub argon_slots: tokio::sync::Semaphore,
-    /// When this process started (Unix seconds). The replay caches live in memory, so
-    /// proofs and assertions made before it are refused: their first use may be forgotten.
+    /// When this process started (Unix seconds). The memory replay cache does not survive
+    /// a restart, so proofs and assertions made before it are refused: their first use may
+    /// be forgotten.
     pub started_secs: i64,
 }
 
@@ -82,11 +76,6 @@ impl Auth {
         Ok(Self {
             keys,
             nonces: Nonces::new()?,
-            replay: ReplayCache::new(2 * dpop::IAT_WINDOW_SECS, REPLAY_CAPACITY),
-            assertion_replay: ReplayCache::new(
-                bulwark_identity::assertion::REPLAY_WINDOW_SECS,
-                REPLAY_CAPACITY,
-            ),
             ttl,
             require_token_nonce,
             cursor_key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, ck.as_ref()),
@@ -348,29 +337,20 @@ impl FromRequestParts<Arc<AppState>> for Caller {
 
 /// How long a resource request's DPoP proof `jti` is remembered: the whole window in which
 /// its `iat` is accepted.
-const PROOF_REPLAY_TTL: std::time::Duration =
+pub const PROOF_REPLAY_TTL: std::time::Duration =
     std::time::Duration::from_secs(2 * dpop::IAT_WINDOW_SECS.unsigned_abs());
 
 /// Records the first use of a resource request's DPoP proof in the shared replay cache;
 /// refuses a second use, and fails closed when the cache cannot answer.
 async fn first_use_of_proof(state: &AppState, jkt: &str, jti: &str) -> Result<(), AuthFailure> {
-    let key = bulwark_shared::Key::from_parts(&[jkt.as_bytes(), jti.as_bytes()]);
-    match state
-        .shared
-        .replay
-        .check_and_insert("dpop", key, PROOF_REPLAY_TTL)
-        .await
-    {
-        Ok(bulwark_shared::Seen::Fresh) => Ok(()),
-        Ok(bulwark_shared::Seen::Replayed) => Err(AuthFailure::from_refusal(Refusal::Replayed)),
-        Err(bulwark_shared::SharedError::Exhausted { .. }) => {
-            Err(AuthFailure::from_refusal(Refusal::ReplayCacheFull))
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "the replay cache cannot answer: proof refused");
-            Err(AuthFailure::invalid("replay_cache_unavailable"))
-        }
-    }
+    crate::ops::first_use(
+        state,
+        "dpop",
+        &[jkt.as_bytes(), jti.as_bytes()],
+        PROOF_REPLAY_TTL,
+    )
+    .await
+    .map_err(AuthFailure::from_refusal)
 }
 
 /// The authentication steps, in order.

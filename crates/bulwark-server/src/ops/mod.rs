@@ -141,6 +141,34 @@ pub fn still_allowed(
     }
 }
 
+/// Records the first use of the id made of `parts` in the shared replay cache, for `ttl`
+/// (the whole window in which the id is accepted); refuses a second use, and fails closed
+/// when the cache cannot answer.
+pub async fn first_use(
+    state: &AppState,
+    namespace: &str,
+    parts: &[&[u8]],
+    ttl: std::time::Duration,
+) -> Result<(), bulwark_identity::Refusal> {
+    use bulwark_identity::Refusal;
+    let key = bulwark_shared::Key::from_parts(parts);
+    match state
+        .shared
+        .replay
+        .check_and_insert(namespace, key, ttl)
+        .await
+    {
+        Ok(bulwark_shared::Seen::Fresh) => Ok(()),
+        Ok(bulwark_shared::Seen::Replayed) => Err(Refusal::Replayed),
+        Err(bulwark_shared::SharedError::Exhausted { .. }) => Err(Refusal::ReplayCacheFull),
+        Err(e) => {
+            // No answer is a refusal: an id that cannot be checked is not accepted.
+            tracing::error!(error = %e, namespace, "the replay cache cannot answer: refused");
+            Err(Refusal::ReplayCacheFull)
+        }
+    }
+}
+
 /// Appends a directory event; its seq once durable.
 pub async fn append_event(
     state: &AppState,

@@ -166,7 +166,7 @@ pub async fn authenticate_client(
         ));
     }
     if let Some(a) = auth.client_assertion {
-        return assertion_client(state, auth, a, now);
+        return assertion_client(state, auth, a, now).await;
     }
     let (id, secret, via_basic) = match basic {
         Some(c) => {
@@ -242,7 +242,7 @@ fn basic_credentials(c: &str) -> Result<(String, Zeroizing<String>), OAuthRefusa
 
 /// A `private_key_jwt` client: the assertion `a` checked against the client's registered
 /// key, our audiences, the process start and single use.
-fn assertion_client(
+async fn assertion_client(
     state: &AppState,
     auth: &ClientAuth<'_>,
     a: &str,
@@ -291,14 +291,15 @@ fn assertion_client(
     if checked.iat < state.auth.started_secs {
         return Err(OAuthRefusal::client("assertion_before_start", false));
     }
-    state
-        .auth
-        .assertion_replay
-        .first_use(
-            &[b"assertion", claimed.as_bytes(), checked.jti.as_bytes()],
-            now,
-        )
-        .map_err(|r| OAuthRefusal::client(r.reason(), false))?;
+    let window = std::time::Duration::from_secs(assertion::REPLAY_WINDOW_SECS.unsigned_abs());
+    crate::ops::first_use(
+        state,
+        "assertion",
+        &[claimed.as_bytes(), checked.jti.as_bytes()],
+        window,
+    )
+    .await
+    .map_err(|r| OAuthRefusal::client(r.reason(), false))?;
     Ok(Client {
         id: claimed,
         org,
@@ -395,7 +396,7 @@ pub async fn issue(
             return Err(OAuthRefusal::new("invalid_dpop_proof", "dpop_proof_missing").into());
         }
         (_, None) => None,
-        (_, Some(p)) => Some(verify_proof(state, p, req.url.as_deref(), now)?),
+        (_, Some(p)) => Some(verify_proof(state, p, req.url.as_deref(), now).await?),
     };
     let mut jti = [0u8; 16];
     bulwark_crypto::fill_random(&mut jti).map_err(|_| internal())?;
@@ -473,7 +474,7 @@ pub async fn issue(
 
 /// Verifies the DPoP proof `p` of a token request made to `url`: its checks, our nonce
 /// (when required), made after we started, used once. Its key's thumbprint.
-fn verify_proof(
+async fn verify_proof(
     state: &AppState,
     p: &str,
     url: Option<&str>,
@@ -498,11 +499,14 @@ fn verify_proof(
     if v.iat < state.auth.started_secs {
         return Err(OAuthRefusal::new("invalid_dpop_proof", "dpop_stale"));
     }
-    state
-        .auth
-        .replay
-        .first_use(&[b"dpop", v.jkt.as_bytes(), v.jti.as_bytes()], now)
-        .map_err(|r| OAuthRefusal::new("invalid_dpop_proof", r.reason()))?;
+    crate::ops::first_use(
+        state,
+        "dpop",
+        &[v.jkt.as_bytes(), v.jti.as_bytes()],
+        crate::authn::PROOF_REPLAY_TTL,
+    )
+    .await
+    .map_err(|r| OAuthRefusal::new("invalid_dpop_proof", r.reason()))?;
     Ok(v.jkt)
 }
 
