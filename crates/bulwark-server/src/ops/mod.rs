@@ -3,6 +3,10 @@
 //! fails with [`Error`]; none of it knows HTTP. Handlers in [`crate::http`] only parse the
 //! request, call an operation and render its answer.
 
+pub mod events;
+pub mod node_api;
+pub mod secrets;
+
 use std::future::Future;
 
 use bulwark_authz::Permission;
@@ -144,4 +148,15 @@ pub async fn append_event(
         .draft(actor, org.map(Name::as_str), corr)
         .map_err(|e| Error::internal(format_args!("event does not encode: {e}")))?;
     Ok(state.journal.ledger.append(draft).await?.seq)
+}
+
+/// A raw path segment as a tenant name (400 when it cannot be one).
+pub fn name(raw: &str) -> Result<Name, Error> {
+    Name::parse(raw).map_err(|e| Error::bad_request(format!("`{raw}`: {e}")))
+}
+
+/// The authorization subject of a node: `node:<org>_<node>` (org and node names are DNS
+/// labels without `_`, so the pair is unambiguous).
+pub fn node_subject(org: &str, node: &str) -> bulwark_authz::Subject {
+    bulwark_authz::Subject::Node(format!("{org}_{node}").into())
 }
