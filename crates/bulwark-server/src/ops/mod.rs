@@ -160,3 +160,33 @@ pub fn name(raw: &str) -> Result<Name, Error> {
 pub fn node_subject(org: &str, node: &str) -> bulwark_authz::Subject {
     bulwark_authz::Subject::Node(format!("{org}_{node}").into())
 }
+
+#[cfg(test)]
+mod tests {
+    /// Operations know no HTTP: no axum, `http` or problem-rendering types in `ops/`.
+    #[test]
+    fn operations_know_no_http_types() {
+        let banned = [
+            "axum",
+            "use http",
+            " http::",
+            "ApiProblem",
+            "StatusCode",
+            "HeaderValue",
+            "IntoResponse",
+            "Response",
+            "Json(",
+        ];
+        for (file, src) in [
+            ("ops/mod.rs", include_str!("mod.rs")),
+            ("ops/secrets.rs", include_str!("secrets.rs")),
+            ("ops/events.rs", include_str!("events.rs")),
+            ("ops/node_api.rs", include_str!("node_api.rs")),
+        ] {
+            let code = src.split("#[cfg(test)]").next().unwrap_or_default();
+            for b in banned {
+                assert!(!code.contains(b), "{file} mentions `{b}`");
+            }
+        }
+    }
+}

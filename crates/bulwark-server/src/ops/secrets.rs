@@ -719,3 +719,35 @@ pub async fn destroy(
         seq,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem(e: SecretsError) -> Problem {
+        Error::from(e).into()
+    }
+
+    #[test]
+    fn refusals_keep_their_codes_details_and_retry_after() {
+        let p = problem(SecretsError::NodeRateLimited {
+            retry_after: 3,
+            what: "secret-read",
+        });
+        assert_eq!(p.code, ProblemCode::PerNodeRateLimited);
+        assert_eq!(p.detail, "this node is over its secret-read rate");
+        assert_eq!(p.retry_after_seconds, Some(3));
+        let p = problem(SecretsError::OrgRateLimited { retry_after: 2 });
+        assert_eq!(p.code, ProblemCode::PerOrgRateLimited);
+        assert_eq!(p.retry_after_seconds, Some(2));
+        let p = problem(SecretsError::NotFound("secret `x` (deleted)".into()));
+        assert_eq!(p.code, ProblemCode::NotFound);
+        assert_eq!(p.detail, "secret `x` (deleted) does not exist");
+        let p = problem(SecretsError::IntegrityFailure);
+        assert_eq!(p.code, ProblemCode::IntegrityFailure);
+        assert!(p.detail.contains("nothing was returned"));
+        let p = problem(SecretsError::StoreUnwritable);
+        assert_eq!(p.code, ProblemCode::NotReady);
+        assert_eq!(p.retry_after_seconds, Some(1));
+    }
+}
