@@ -66,7 +66,8 @@ pub fn is_valid_key(k: &str) -> bool {
     let b = k.as_bytes();
     !b.is_empty()
         && b.len() <= MAX_KEY_LEN
-        && (b[0].is_ascii_uppercase() || b[0] == b'_')
+        && b.first()
+            .is_some_and(|c| c.is_ascii_uppercase() || *c == b'_')
         && b.iter()
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'_')
 }

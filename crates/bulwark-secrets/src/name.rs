@@ -3,10 +3,12 @@
 /// Whether `s` is a valid secret name.
 pub fn is_valid(s: &str) -> bool {
     let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b[0].is_ascii_lowercase()
-        && b[1..]
+    let Some((first, rest)) = b.split_first() else {
+        return false;
+    };
+    b.len() <= 63
+        && first.is_ascii_lowercase()
+        && rest
             .iter()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-')
 }

@@ -73,9 +73,9 @@ impl Config {
             ],
         )?;
         let secret_blobs = wiring::open_secret_blobs(&self)?;
-        let secret_cache = crate::http::secrets::SecretCache::load(secret_blobs.as_ref())
+        let secret_cache = crate::ops::secrets::SecretCache::load(secret_blobs.as_ref())
             .context("loading secret ciphertexts")?;
-        crate::http::secrets::shred_destroyed(&secrets_view, secret_blobs.as_ref(), &secret_cache);
+        crate::ops::secrets::shred_destroyed(&secrets_view, secret_blobs.as_ref(), &secret_cache);
         wiring::record_start(&ledger, &keys, &key_view).await?;
 
         // TLS: both listeners judge client certificates against the directory.

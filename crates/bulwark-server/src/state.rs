@@ -70,7 +70,7 @@ pub struct Secrets {
     /// Where secret ciphertexts are stored.
     pub blobs: Arc<dyn bulwark_store::SecretBlobs>,
     /// The stored ciphertexts, in memory.
-    pub cache: crate::http::secrets::SecretCache,
+    pub cache: crate::ops::secrets::SecretCache,
     /// Secret reads per org.
     pub org_reads: bulwark_http::rate::KeyedRate<String>,
     /// Secret reads per node.

@@ -27,8 +27,7 @@ pub mod tiles;
 pub use table::{Plane, RouteInfo, Rule, ScopeFrom, Table, Verb, route_table};
 
 use axum::extract::{FromRequestParts, MatchedPath};
-use bulwark_authz::Permission;
-use bulwark_core::{Name, Problem, ProblemCode, RequestId, Scope};
+use bulwark_core::{Name, Problem, ProblemCode, RequestId};
 use bulwark_directory::Event;
 use bulwark_http::ApiProblem;
 use http::Method;
@@ -71,28 +70,6 @@ impl Ctx {
             corr: self.corr.as_ref(),
         }
     }
-
-    /// Authorizes `caller` for `permission` on `scope` (journaling a denial).
-    async fn authorize(
-        &self,
-        state: &AppState,
-        caller: &Caller,
-        permission: Permission,
-        scope: &Scope,
-    ) -> Result<(), ApiProblem> {
-        Ok(self.op(caller).authorize(state, permission, scope).await?)
-    }
-
-    /// See [`ops::Request::recheck`].
-    fn recheck(
-        &self,
-        state: &AppState,
-        caller: &Caller,
-        permission: Permission,
-        scope: &Scope,
-    ) -> Result<(), ApiProblem> {
-        Ok(self.op(caller).recheck(state, permission, scope)?)
-    }
 }
 
 /// Appends a directory event; its seq once durable, 503 `audit_unavailable` otherwise.
@@ -130,12 +107,51 @@ fn body_or_default<T: DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, Api
     }
 }
 
-/// 404 for `what`.
-fn not_found(what: impl std::fmt::Display) -> ApiProblem {
-    problem(ProblemCode::NotFound, format!("{what} does not exist"))
-}
-
 /// Clamps a page size to 1–200 (default 50).
 fn clamp_limit(limit: Option<usize>) -> usize {
     limit.unwrap_or(50).clamp(1, 200)
+}
+
+/// The answer to a secret read (API and node API): the value as JSON, `Cache-Control:
+/// no-store`, `X-Bulwark-Secret-Version`, `X-Bulwark-Secret-KID` and
+/// `X-Bulwark-Journal-Seq` (the entry recording this very read).
+fn secret_value_response(read: &bulwark_secrets::read::Revealed) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    use base64::Engine as _;
+    use http::{HeaderValue, header};
+    use zeroize::Zeroizing;
+    // Written by hand into one pre-sized zeroizing buffer: names match
+    // ^[a-z][a-z0-9_-]*$ and base64 needs no escaping, so no serializer copies the value.
+    let encoded = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&*read.value));
+    let mut body = Zeroizing::new(Vec::with_capacity(encoded.len() + read.name.len() + 64));
+    body.extend_from_slice(b"{\"name\":\"");
+    body.extend_from_slice(read.name.as_bytes());
+    body.extend_from_slice(format!("\",\"version\":{},\"value\":\"", read.meta.version).as_bytes());
+    body.extend_from_slice(encoded.as_bytes());
+    body.extend_from_slice(b"\"}");
+    let mut resp = bulwark_http::no_store(
+        (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            axum::body::Bytes::copy_from_slice(&body),
+        )
+            .into_response(),
+    );
+    let h = resp.headers_mut();
+    h.insert(
+        "x-bulwark-secret-version",
+        HeaderValue::from(read.meta.version),
+    );
+    if let Some(kid) = read
+        .meta
+        .kek_kid
+        .as_deref()
+        .and_then(|k| HeaderValue::from_str(k).ok())
+    {
+        h.insert("x-bulwark-secret-kid", kid);
+    }
+    h.insert("x-bulwark-journal-seq", HeaderValue::from(read.seq));
+    resp
 }

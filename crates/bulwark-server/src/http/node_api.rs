@@ -1,23 +1,24 @@
 //! The node API, on its own mTLS listener: the node's identity is its certificate's
-//! SPIFFE id (never a header), checked against the directory's record of its enrolment.
-//! `GET /v1/nodes/{id}/secrets/{name}` reads a secret of the env the node is bound to
-//! (`bound_node`), with the secrets read path of `api::secrets` (per-node rate limit,
-//! journaled read, fail-closed). A node naming another node gets 403 `node_mismatch`,
-//! journaled.
+//! SPIFFE id (never a header), checked against the directory's record of its enrolment
+//! ([`NodeCaller`]). `GET /v1/nodes/{id}/secrets/{name}` reads a secret of the env the node
+//! is bound to (`bound_node`), `GET /v1/nodes/{id}/secrets` the whole env as one
+//! `BULWARK_SECRETS_V1` file, both with the audited read of [`crate::ops::secrets`]
+//! (per-node and per-org rates, journaled read, fail-closed); the events stream and the
+//! event keys come from [`crate::ops::node_api`]. A node naming another node gets 403
+//! `node_mismatch`, journaled.
 
 use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::response::Response;
-use bulwark_authz::{Permission, Relation, Subject};
-use bulwark_core::{Problem, ProblemCode, RequestId, Scope};
+use bulwark_core::{Problem, ProblemCode, RequestId};
 use bulwark_http::ApiProblem;
-use bulwark_ledger::entry::{Draft, Kind, Outcome};
 use http::request::Parts;
 use serde::Deserialize;
 
-use super::secrets::serve_read;
+use super::secret_value_response;
 use crate::AppState;
+use crate::ops::node_api::{self as op, Node};
 
 /// The node routes (served on the node listener only): the certificate's node must be the
 /// path's `{id}`.
@@ -48,20 +49,8 @@ pub(super) fn routes(t: super::Table) -> super::Table {
         )
 }
 
-/// The authorization subject of a node: `node:<org>_<node>` (org and node names are DNS
-/// labels without `_`, so the pair is unambiguous).
-pub fn node_subject(org: &str, node: &str) -> Subject {
-    Subject::Node(format!("{org}_{node}").into())
-}
-
 /// A node authenticated by its client certificate.
-pub struct NodeCaller {
-    org: String,
-    node: String,
-    subject: Subject,
-    /// The serial of the certificate it presented.
-    serial: String,
-}
+pub struct NodeCaller(Node);
 
 fn refuse(reason: &'static str) -> ApiProblem {
     crate::authn::count_failure(reason);
@@ -114,12 +103,12 @@ impl FromRequestParts<Arc<AppState>> for NodeCaller {
             }
             Err(reason) => return Err(refuse(reason)),
         }
-        Ok(Self {
+        Ok(Self(Node {
             org: org.to_owned(),
             node: node.to_owned(),
-            subject: node_subject(org, node),
+            subject: crate::ops::node_subject(org, node),
             serial,
-        })
+        }))
     }
 }
 
@@ -131,7 +120,7 @@ impl FromRequestParts<Arc<AppState>> for NodeCaller {
 /// disconnected; a quarantined node's stream is closed with its connection.
 async fn events_stream(
     State(s): State<Arc<AppState>>,
-    who: NodeCaller,
+    NodeCaller(who): NodeCaller,
     parts: Parts,
     Path(id): Path<String>,
 ) -> Result<Response, ApiProblem> {
@@ -139,71 +128,13 @@ async fn events_stream(
     use axum::response::sse::{Event, KeepAlive, Sse};
     use futures_util::StreamExt as _;
     let corr = parts.extensions.get::<RequestId>();
-    if id != who.node {
-        return Err(mismatch(&s, &who, &id, corr).await);
-    }
-    s.events.gate.provisioned().map_err(|m| {
-        ApiProblem(Problem::new(
-            ProblemCode::SignedEventBusNotProvisioned,
-            m.to_string(),
-        ))
-    })?;
-    let cursor = match parts.headers.get("last-event-id") {
-        None => None,
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|t| t.parse::<u64>().ok())
-                .ok_or_else(|| {
-                    ApiProblem(Problem::new(
-                        ProblemCode::InvalidCursor,
-                        "Last-Event-ID is the integer id of an event",
-                    ))
-                })?,
-        ),
-    };
-    let key = crate::events::node_key(&who.org, &who.node);
-    // Subscribe before reading the backlog: nothing published in between is lost, and
-    // anything seen twice is dropped by its seq below.
-    let rx = s
-        .events
-        .bus
-        .subscribe(&key)
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "event fan-out unavailable");
-            ApiProblem(
-                Problem::new(ProblemCode::NotReady, "the event fan-out is unavailable")
-                    .retry_after(5),
-            )
-        })?
-        .ok_or_else(|| {
-            ApiProblem(
-                Problem::new(
-                    ProblemCode::TooBusy,
-                    "this node has as many event streams open as it may",
-                )
-                .retry_after(5),
-            )
-        })?;
-    let backlog = match cursor {
-        None => Vec::new(),
-        Some(n) => {
-            let (v, complete) = s.events.view.after(&key, n);
-            if !complete {
-                tracing::warn!(
-                    node = key.as_str(),
-                    after = n,
-                    "resume older than the backlog"
-                );
-            }
-            v
-        }
-    };
-    let live =
-        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|p| (p, rx)) });
-    let stream = futures_util::stream::iter(backlog)
+    let last_event_id = parts.headers.get("last-event-id").map(|v| v.as_bytes());
+    let sub = op::events(&s, &who, &id, corr, last_event_id).await?;
+    let live = futures_util::stream::unfold(sub.live, |mut rx| async move {
+        rx.recv().await.map(|p| (p, rx))
+    });
+    // Anything seen twice (in the backlog and live) is dropped by its seq.
+    let stream = futures_util::stream::iter(sub.backlog)
         .chain(live)
         .scan(0u64, |last, p| {
             let fresh = p.seq > *last;
@@ -235,16 +166,12 @@ async fn events_stream(
 /// transition times, for the agent's own checks.
 async fn event_keys(
     State(s): State<Arc<AppState>>,
-    who: NodeCaller,
+    NodeCaller(who): NodeCaller,
     parts: Parts,
     Path(id): Path<String>,
 ) -> Result<Response, ApiProblem> {
     let corr = parts.extensions.get::<RequestId>();
-    if id != who.node {
-        return Err(mismatch(&s, &who, &id, corr).await);
-    }
-    let ring = s.events.view.rings().get(&who.org).unwrap_or_default();
-    let keys: Vec<&bulwark_events::PublishedKey> = ring.keys().collect();
+    let keys = op::event_keys(&s, &who, &id, corr).await?;
     Ok(axum::response::IntoResponse::into_response(axum::Json(
         serde_json::json!({"org": who.org, "keys": keys}),
     )))
@@ -261,23 +188,21 @@ struct RenewRequest {
 /// (`cert.issue` with the node) before it leaves; limited by the node's rate.
 async fn renew(
     State(s): State<Arc<AppState>>,
-    who: NodeCaller,
+    NodeCaller(who): NodeCaller,
     parts: Parts,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiProblem> {
     let corr = parts.extensions.get::<RequestId>();
-    if id != who.node {
-        return Err(mismatch(&s, &who, &id, corr).await);
-    }
+    op::same_node(&s, &who, &id, corr).await?;
     if let Err(secs) = s.secrets.node_reads.check(&who.subject.to_string()) {
-        return Err(ApiProblem(
-            Problem::new(
-                ProblemCode::PerNodeRateLimited,
-                "this node is over its request rate",
-            )
-            .retry_after(secs),
-        ));
+        return Err(crate::error::Error::from(
+            crate::ops::secrets::SecretsError::NodeRateLimited {
+                retry_after: secs,
+                what: "request",
+            },
+        )
+        .into());
     }
     let req: RenewRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiProblem(Problem::new(
@@ -339,210 +264,44 @@ async fn renew(
     Ok(signed.response(&s, &spiffe, seq))
 }
 
-async fn mismatch(
-    s: &AppState,
-    who: &NodeCaller,
-    id: &str,
-    corr: Option<&RequestId>,
-) -> ApiProblem {
-    crate::authn::count_failure("node_mismatch");
-    journal_denial(
-        s,
-        who,
-        format!("org/{}/node/{id}", who.org),
-        "node_mismatch",
-        corr,
-    )
-    .await;
-    ApiProblem(Problem::new(
-        ProblemCode::NodeMismatch,
-        "a node acts only as itself",
-    ))
-}
-
 #[derive(Deserialize)]
 struct ReadQuery {
     #[serde(default)]
     version: Option<u64>,
 }
 
-async fn journal_denial(
-    s: &AppState,
-    who: &NodeCaller,
-    resource: String,
-    reason: &str,
-    corr: Option<&RequestId>,
-) {
-    let mut d = Draft::new(Kind::Access, "node.secret_read", resource)
-        .actor(who.subject.to_string())
-        .org(who.org.as_str())
-        .outcome(Outcome::Denied);
-    if let Some(c) = corr {
-        d = d.corr_id(c.as_str());
-    }
-    if let Ok(d) = d.data(&DenialData { reason })
-        && let Err(e) = s.journal.ledger.append(d).await
-    {
-        tracing::error!(error = %e, "could not journal a node denial");
-    }
-}
-
-#[derive(serde::Serialize)]
-pub(crate) struct DenialData<'a> {
-    reason: &'a str,
-}
-impl bulwark_ledger::entry::EntryData for DenialData<'_> {}
-
-/// What every node read checks first: the path's node is the certificate's, the node and
-/// org rates, the one env it is bound to, and `read_secret_value` there (denials journaled).
-async fn bound_env(
-    s: &AppState,
-    who: &NodeCaller,
-    id: &str,
-    corr: Option<&RequestId>,
-) -> Result<bulwark_secrets::view::SecretKey, ApiProblem> {
-    if id != who.node {
-        return Err(mismatch(s, who, id, corr).await);
-    }
-    if let Err(secs) = s.secrets.node_reads.check(&who.subject.to_string()) {
-        return Err(ApiProblem(
-            Problem::new(
-                ProblemCode::PerNodeRateLimited,
-                "this node is over its secret-read rate",
-            )
-            .retry_after(secs),
-        ));
-    }
-    if let Err(secs) = s.secrets.org_reads.check(&who.org) {
-        return Err(ApiProblem(
-            Problem::new(
-                ProblemCode::PerOrgRateLimited,
-                "this org is over its secret-read rate",
-            )
-            .retry_after(secs),
-        ));
-    }
-    let envs: Vec<Scope> = s
-        .directory
-        .read()
-        .relations()
-        .scopes_of(&who.subject)
-        .into_iter()
-        .filter(|(scope, rels)| {
-            matches!(scope, Scope::Env(..)) && rels.contains(&Relation::BoundNode)
-        })
-        .map(|(scope, _)| scope)
-        .collect();
-    let [env] = envs.as_slice() else {
-        crate::authn::count_failure("node_not_bound");
-        journal_denial(
-            s,
-            who,
-            format!("org/{}/node/{}", who.org, who.node),
-            "not bound to exactly one env",
-            corr,
-        )
-        .await;
-        return Err(ApiProblem(Problem::new(
-            ProblemCode::PermissionDenied,
-            "the node is not bound to exactly one env",
-        )));
-    };
-    let decision =
-        s.directory
-            .read()
-            .relations()
-            .check(&who.subject, Permission::ReadSecretValue, env);
-    if !decision.allowed {
-        crate::authn::count_failure("permission_denied");
-        journal_denial(s, who, env.to_string(), &decision.reason.to_string(), corr).await;
-        return Err(ApiProblem(Problem::new(
-            ProblemCode::PermissionDenied,
-            decision.reason.to_string(),
-        )));
-    }
-    let Scope::Env(o, a, e) = env else {
-        return Err(ApiProblem(Problem::new(
-            ProblemCode::Internal,
-            "not an env",
-        )));
-    };
-    Ok(bulwark_secrets::view::SecretKey {
-        org: o.to_string(),
-        app: a.to_string(),
-        env: e.to_string(),
-        name: String::new(),
-    })
-}
-
 async fn read_secret(
     State(s): State<Arc<AppState>>,
-    who: NodeCaller,
+    NodeCaller(who): NodeCaller,
     parts: Parts,
     Path((id, name)): Path<(String, String)>,
     Query(q): Query<ReadQuery>,
 ) -> Result<Response, ApiProblem> {
     let corr = parts.extensions.get::<RequestId>();
-    let mut key = bound_env(&s, &who, &id, corr).await?;
-    if !bulwark_secrets::name::is_valid(&name) {
-        return Err(ApiProblem(Problem::new(
-            ProblemCode::BadRequest,
-            "bad secret name",
-        )));
-    }
-    key.name = name;
-    serve_read(&s, corr, &who.subject.to_string(), &key, q.version).await
+    let read = op::read_secret(&s, &who, &id, corr, &name, q.version).await?;
+    Ok(secret_value_response(&read))
 }
 
 /// `GET /v1/nodes/{id}/secrets`: every live secret of the node's env as one
 /// `BULWARK_SECRETS_V1` file (each read journaled, as for single reads).
 async fn read_env(
     State(s): State<Arc<AppState>>,
-    who: NodeCaller,
+    NodeCaller(who): NodeCaller,
     parts: Parts,
     Path(id): Path<String>,
 ) -> Result<Response, ApiProblem> {
     let corr = parts.extensions.get::<RequestId>();
-    let env = bound_env(&s, &who, &id, corr).await?;
-    let listed = s.secrets.view.list(
-        &env.org,
-        &env.app,
-        &env.env,
-        None,
-        bulwark_secrets::file::MAX_KEYS + 1,
-    );
-    let names: Vec<String> = listed
-        .into_iter()
-        .filter(|(_, m)| m.state == bulwark_secrets::view::VersionState::Live)
-        .map(|(n, _)| n)
-        .collect();
-    if names.len() > bulwark_secrets::file::MAX_KEYS {
-        return Err(ApiProblem(Problem::new(
-            ProblemCode::BadRequest,
-            "more secrets than one secrets file holds",
-        )));
-    }
-    let mut values = Vec::with_capacity(names.len());
-    for name in names {
-        let key = bulwark_secrets::view::SecretKey {
-            name: name.clone(),
-            ..env.clone()
-        };
-        let (value, _, _) =
-            super::secrets::read_value(&s, corr, &who.subject.to_string(), &key, None).await?;
-        values.push((name, value));
-    }
-    let count = values.len();
-    let file = bulwark_secrets::file::render_named(values)
-        .map_err(|e| ApiProblem(Problem::new(ProblemCode::BadRequest, e.to_string())))?;
+    let env = op::read_env(&s, &who, &id, corr).await?;
     let mut resp = bulwark_http::no_store(axum::response::IntoResponse::into_response((
         [(
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static("text/plain; charset=utf-8"),
         )],
-        axum::body::Bytes::copy_from_slice(&file),
+        axum::body::Bytes::copy_from_slice(&env.file),
     )));
-    resp.headers_mut()
-        .insert("x-bulwark-secrets-count", http::HeaderValue::from(count));
+    resp.headers_mut().insert(
+        "x-bulwark-secrets-count",
+        http::HeaderValue::from(env.count),
+    );
     Ok(resp)
 }
