@@ -62,7 +62,13 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
 
 /// An exclusive lock on a data directory (`<dir>/lock`, flock): held by `serve` for its
 /// whole life and by offline commands that must not run beside it. Released on drop.
-pub struct DirLock(#[allow(dead_code)] fs::File);
+pub struct DirLock(
+    #[expect(
+        dead_code,
+        reason = "held only for its lock; dropping the file releases it"
+    )]
+    fs::File,
+);
 
 /// Takes the data directory's lock, or says who must stop first.
 pub fn lock_dir(dir: &Path) -> anyhow::Result<DirLock> {

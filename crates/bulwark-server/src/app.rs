@@ -136,14 +136,8 @@ impl Config {
                 view: secrets_view,
                 blobs: secret_blobs,
                 cache: secret_cache,
-                org_reads: bulwark_http::rate::KeyedRate::new(
-                    self.org_secret_reads.0,
-                    self.org_secret_reads.1,
-                ),
-                node_reads: bulwark_http::rate::KeyedRate::new(
-                    self.node_secret_reads,
-                    self.node_secret_reads,
-                ),
+                org_reads: quota(self.org_secret_reads.0, self.org_secret_reads.1),
+                node_reads: quota(self.node_secret_reads, self.node_secret_reads),
             },
             pki: state::Pki {
                 leaf_signer: bulwark_pki::ca::LeafSigner::new(
@@ -252,7 +246,7 @@ impl App {
         if let Some((listener, uids, _)) = admin {
             admin::spawn(listener, uids, state.clone());
         }
-        spawn_housekeeping(hardening.clone(), metrics, state.clone());
+        spawn_housekeeping(hardening.clone(), metrics);
         ops::keys::spawn_pruner(state.clone());
         readiness::spawn_probes(
             state.runtime.readiness.clone(),
@@ -310,18 +304,21 @@ impl App {
     }
 }
 
-fn spawn_housekeeping(
-    h: Arc<bulwark_http::Hardening>,
-    metrics: PrometheusHandle,
-    state: Arc<AppState>,
-) {
+/// `per_second` with `burst` (`burst` 0: the rate); `None` when `per_second` is 0.
+fn quota(per_second: u32, burst: u32) -> Option<bulwark_shared::Quota> {
+    let rate = std::num::NonZeroU32::new(per_second)?;
+    Some(bulwark_shared::Quota::per_second(
+        rate,
+        std::num::NonZeroU32::new(burst).unwrap_or(rate),
+    ))
+}
+
+fn spawn_housekeeping(h: Arc<bulwark_http::Hardening>, metrics: PrometheusHandle) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(10));
         loop {
             tick.tick().await;
             h.forget_idle_clients();
-            state.secrets.org_reads.forget_idle();
-            state.secrets.node_reads.forget_idle();
             metrics.run_upkeep();
         }
     });

@@ -71,10 +71,10 @@ pub struct Secrets {
     pub blobs: Arc<dyn bulwark_store::SecretBlobs>,
     /// The stored ciphertexts, in memory.
     pub cache: crate::ops::secrets::SecretCache,
-    /// Secret reads per org.
-    pub org_reads: bulwark_http::rate::KeyedRate<String>,
-    /// Secret reads per node.
-    pub node_reads: bulwark_http::rate::KeyedRate<String>,
+    /// Secret reads per org (`None`: unlimited), counted by the shared rate port.
+    pub org_reads: Option<bulwark_shared::Quota>,
+    /// Secret reads per node (`None`: unlimited), counted by the shared rate port.
+    pub node_reads: Option<bulwark_shared::Quota>,
 }
 
 /// Certificates and the listeners' TLS.

@@ -195,7 +195,14 @@ async fn renew(
 ) -> Result<Response, ApiProblem> {
     let corr = parts.extensions.get::<RequestId>();
     op::same_node(&s, &who, &id, corr).await?;
-    if let Err(secs) = s.secrets.node_reads.check(&who.subject.to_string()) {
+    if let Err(secs) = crate::ops::secrets::read_rate(
+        &s,
+        "secret-reads/node",
+        &who.subject.to_string(),
+        s.secrets.node_reads,
+    )
+    .await
+    {
         return Err(crate::error::Error::from(
             crate::ops::secrets::SecretsError::NodeRateLimited {
                 retry_after: secs,

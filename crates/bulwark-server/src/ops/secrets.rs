@@ -242,6 +242,30 @@ pub trait Reader: Sync {
     fn authorize(&self, s: &AppState) -> impl Future<Output = Result<EnvKey, Error>> + Send;
 }
 
+/// Counts one secret read of `bucket` against `quota` on the shared rate port; the whole
+/// seconds to wait (≥ 1) when over it. A port that cannot answer refuses (fail closed).
+pub async fn read_rate(
+    s: &AppState,
+    namespace: &str,
+    bucket: &str,
+    quota: Option<bulwark_shared::Quota>,
+) -> Result<(), u64> {
+    let Some(quota) = quota else {
+        return Ok(());
+    };
+    let key = bulwark_shared::Key::from_parts(&[bucket.as_bytes()]);
+    match s.shared.rate.check(namespace, key, quota).await {
+        Ok(bulwark_shared::Rate::Allowed) => Ok(()),
+        Ok(bulwark_shared::Rate::Limited { retry_after }) => {
+            Err((retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0)).max(1))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, namespace, "the rate limiter cannot answer: refused");
+            Err(1)
+        }
+    }
+}
+
 /// Drives `read` to its end: the values read, each journaled before it was decrypted.
 pub async fn drive<R: Reader>(
     s: &AppState,
@@ -254,11 +278,19 @@ pub async fn drive<R: Reader>(
     loop {
         let input = match next {
             Next::Done(result) => return result.map_err(|e| read_error::<R>(e)),
-            Next::CheckRate(Rate::Node) => Input::Rate(
-                who.node_bucket()
-                    .map_or(Ok(()), |b| s.secrets.node_reads.check(&b)),
+            Next::CheckRate(Rate::Node) => Input::Rate(match who.node_bucket() {
+                Some(b) => read_rate(s, "secret-reads/node", &b, s.secrets.node_reads).await,
+                None => Ok(()),
+            }),
+            Next::CheckRate(Rate::Org) => Input::Rate(
+                read_rate(
+                    s,
+                    "secret-reads/org",
+                    &who.org_bucket(),
+                    s.secrets.org_reads,
+                )
+                .await,
             ),
-            Next::CheckRate(Rate::Org) => Input::Rate(s.secrets.org_reads.check(&who.org_bucket())),
             Next::Authorize => match who.authorize(s).await {
                 Ok(env) => Input::Authorized(env),
                 Err(e) => Input::Failed(e),
