@@ -252,6 +252,30 @@ fn check_join_token(
     Ok(token)
 }
 
+/// Uses the token up on the single-use port (the check that holds across replicas), for
+/// the rest of its validity. A port that cannot answer refuses (503), never admits.
+async fn consume_join_token(s: &AppState, hash: &str, valid_for: i64) -> Result<(), Error> {
+    let ttl = std::time::Duration::from_secs(u64::try_from(valid_for).unwrap_or(1).max(1));
+    let key = bulwark_shared::Key::from_parts(&[hash.as_bytes()]);
+    match s.shared.single_use.consume("join-token", key, ttl).await {
+        Ok(bulwark_shared::Use::First) => Ok(()),
+        Ok(bulwark_shared::Use::AlreadyUsed) => {
+            crate::authn::count_failure(JoinRefusal::Used.reason());
+            Err(JoinRefusal::Used.into())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the single-use store cannot answer: enrolment refused");
+            Err(Error::Refused(
+                bulwark_core::Problem::new(
+                    ProblemCode::NotReady,
+                    "the single-use store cannot answer; try again",
+                )
+                .retry_after(1),
+            ))
+        }
+    }
+}
+
 /// Enrols the node a join token names: uses the token up and signs `csr_pem` for the
 /// node's SPIFFE id, in one step under the sequencer. Authenticated by the token alone;
 /// journaled (and the token used up) before the certificate leaves.
@@ -270,6 +294,7 @@ pub async fn enroll(
     let id = SpiffeId::new(&s.pki.trust_domain, &token.org, Workload::Node, &token.node)
         .map_err(|_| Error::refused(ProblemCode::Internal, "invalid SPIFFE id"))?;
     let signed = sign(s, csr_pem, &id, Workload::Node, Some(s.pki.node_cert_ttl))?;
+    consume_join_token(s, &hash, token.expires_at - now).await?;
     let event = Event::NodeEnroll {
         org: token.org.clone(),
         node: token.node.clone(),
