@@ -19,7 +19,6 @@ pub mod limits;
 pub mod listener;
 pub mod metrics;
 pub mod problem;
-pub mod rate;
 pub mod telemetry;
 
 pub use layers::{

@@ -1,7 +1,7 @@
 //! DPoP proofs (RFC 9449): `typ: dpop+jwt`, EdDSA or ES256, a public `jwk` in the header,
 //! `htm`/`htu` matching the request, `iat` within ±[`IAT_WINDOW_SECS`], `ath` on resource
-//! requests, and optionally a server nonce. Single use of `jti` is the caller's
-//! [`crate::replay::ReplayCache`], keyed by the returned thumbprint and `jti`.
+//! requests, and optionally a server nonce. Single use of `jti` is the caller's (the server:
+//! the shared replay port of `bulwark-shared`), keyed by the returned thumbprint and `jti`.
 
 use aws_lc_rs::hmac;
 use jsonwebtoken::jwk::{Jwk, ThumbprintHash};

@@ -21,9 +21,7 @@ use bulwark_events::{Envelope, KeyRing};
 use bulwark_ledger::entry::Draft;
 use bulwark_ledger::entry::{Entry, EntryData};
 use bulwark_ledger::projection::Projection;
-pub use bulwark_shared::fanout::{
-    Fanout, MAX_SUBSCRIBERS_PER_NODE, MemoryFanout as Bus, Published, SUBSCRIBER_BUFFER,
-};
+pub use bulwark_shared::fanout::{Fanout, Published, SUBSCRIBER_BUFFER};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
